@@ -1,0 +1,1 @@
+"""Weight import and export (safetensors in; Lightricks single-file and diffusers layouts)."""

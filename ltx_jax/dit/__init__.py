@@ -1,0 +1,1 @@
+"""The LTX-Video denoising transformer (DiT)."""

@@ -1,0 +1,1 @@
+"""Shared layers: dense, norms, attention, rotary embeddings, timestep embeddings."""
