@@ -1,0 +1,190 @@
+"""CausalVideoAutoencoder: encode / decode / latent normalisation, with input validation.
+
+LTX-Video (arXiv 2501.00103, section 2); the public contract is api.md "CausalVideoAutoencoder".
+Pixels are channels-last `[B, F, H, W, 3]` in [-1, 1]; latents `[B, F', H', W', C]` with
+F' = (F - 1) / t + 1, H' = H / s, W' = W / s, where t and s are the compression factors of the
+configuration's actual strides (8 and 32 for every release).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ltx_jax.vae.config import VAEConfig
+from ltx_jax.vae.decoder import Decoder
+from ltx_jax.vae.encoder import Encoder
+
+LOGVAR_RANGE = (-30.0, 20.0)
+
+
+class LatentStatistic(nnx.Variable):
+    """A per-channel latent statistic read from the checkpoint (not trained)."""
+
+
+def _nearest(n: int, valid) -> str:
+    """The valid sizes just below and above `n` as text."""
+    lo, hi = valid(n, -1), valid(n, +1)
+    return " or ".join(str(v) for v in dict.fromkeys(v for v in (lo, hi) if v is not None))
+
+
+class CausalVideoAutoencoder(nnx.Module):
+    """The LTX-Video Video-VAE (all released families, chosen by `VAEConfig`).
+
+    Attributes:
+      encoder: `Encoder`, pixels -> moments (means and one shared log-variance).
+      decoder: `Decoder`, latents (+ timestep for 0.9.1+) -> pixels.
+      latents_mean, latents_std: [C] per-channel statistics (diffusers names).
+    """
+
+    def __init__(self, cfg: VAEConfig, *, dtype=jnp.float32, param_dtype=jnp.float32,
+                 rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.encoder = Encoder(cfg, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.decoder = Decoder(cfg, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        c = cfg.latent_channels
+        self.latents_mean = LatentStatistic(jnp.zeros((c,), jnp.float32))
+        self.latents_std = LatentStatistic(jnp.ones((c,), jnp.float32))
+
+    @property
+    def temporal_compression(self) -> int:
+        return self.cfg.temporal_compression
+
+    @property
+    def spatial_compression(self) -> int:
+        return self.cfg.spatial_compression
+
+    def latent_shape(self, video_shape) -> tuple[int, int, int, int, int]:
+        """[B, F, H, W, 3] -> [B, F', H', W', C] (after validating the pixel shape)."""
+        self._check_video_shape(tuple(video_shape))
+        b, f, h, w, _ = video_shape
+        t, s = self.temporal_compression, self.spatial_compression
+        return (b, (f - 1) // t + 1, h // s, w // s, self.cfg.latent_channels)
+
+    # ----------------------------------------------------------------------------- validation
+
+    def _check_video_shape(self, shape: tuple[int, ...]) -> None:
+        if len(shape) != 5:
+            raise ValueError(f"video must be [B, F, H, W, C] (channels-last), got shape {shape}")
+        _, f, h, w, c = shape
+        t, s = self.temporal_compression, self.spatial_compression
+        if c != self.cfg.in_channels:
+            hint = " (channels-first input? use channels-last)" if shape[1] == self.cfg.in_channels else ""
+            raise ValueError(
+                f"video has {c} channels in its last axis, the VAE takes {self.cfg.in_channels}{hint}"
+            )
+
+        def frames(n, d):
+            k = (n - 1) // t + (1 if d > 0 and (n - 1) % t else 0)
+            return 1 + t * k if k >= 0 else None
+
+        if f < 1 or (f - 1) % t:
+            raise ValueError(
+                f"video has {f} frames; the VAE needs 1 + {t}k frames: nearest valid "
+                f"{_nearest(f, frames)}"
+            )
+        for name, n in (("height", h), ("width", w)):
+            if n < s or n % s:
+                def sizes(m, d):
+                    v = (m // s + (1 if d > 0 and m % s else 0)) * s
+                    return v if v > 0 else None
+
+                raise ValueError(
+                    f"video {name} {n} is not a positive multiple of {s}: nearest valid "
+                    f"{_nearest(n, sizes)}"
+                )
+
+    def _check_range(self, video) -> None:
+        # Only concrete inputs can be checked; under jit the caller owns the range.
+        if isinstance(video, jax.core.Tracer):
+            return
+        lo, hi = float(jnp.min(video)), float(jnp.max(video))
+        if lo < -1.001 or hi > 1.001:
+            raise ValueError(
+                f"video values span [{lo:g}, {hi:g}]; pixels must be in [-1, 1] "
+                f"(uint8 frames: x / 127.5 - 1)"
+            )
+
+    def _check_latents(self, z) -> None:
+        c = self.cfg.latent_channels
+        if z.ndim != 5 or z.shape[-1] != c:
+            raise ValueError(
+                f"latents must be [B, F', H', W', {c}] (channels-last), got shape {tuple(z.shape)}"
+            )
+
+    def _timestep(self, timestep, batch: int) -> jax.Array | None:
+        if not self.cfg.timestep_conditioning:
+            if timestep is not None:
+                raise ValueError(
+                    "this VAE's decoder is not timestep-conditioned (0.9.0 family); pass timestep=None"
+                )
+            return None
+        if timestep is None:
+            raise ValueError(
+                "this VAE's decoder is timestep-conditioned (0.9.1+): pass timestep "
+                "(scalar or [B] in [0, 1], e.g. 0.05; 0.0 for no denoising)"
+            )
+        t = jnp.asarray(timestep, jnp.float32)
+        if t.ndim == 0:
+            t = jnp.full((batch,), t)
+        if t.shape != (batch,):
+            raise ValueError(f"timestep must be a scalar or [B] = [{batch}], got shape {t.shape}")
+        return t
+
+    # ---------------------------------------------------------------------------------- API
+
+    def encode_moments(self, video: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The diagonal-Gaussian posterior.
+
+        Args:
+          video: [B, F, H, W, 3] in [-1, 1], F = 1 + 8k, H and W multiples of 32.
+
+        Returns:
+          mean [B, F', H', W', C] and log-variance [B, F', H', W', 1] (one value shared by all
+          channels, clamped to [-30, 20]).
+        """
+        video = jnp.asarray(video)
+        self._check_video_shape(tuple(video.shape))
+        self._check_range(video)
+        m = self.encoder(video)
+        c = self.cfg.latent_channels
+        return m[..., :c], jnp.clip(m[..., c:], *LOGVAR_RANGE)
+
+    def encode(self, video: jax.Array) -> jax.Array:
+        """[B, F, H, W, 3] pixels in [-1, 1] -> [B, F', H', W', C] posterior mean (raw space)."""
+        return self.encode_moments(video)[0]
+
+    def decode(self, latents: jax.Array, timestep=None, *, rng: jax.Array | None = None) -> jax.Array:
+        """Raw latents -> pixels (not clipped).
+
+        Args:
+          latents: [B, F', H', W', C], raw (de-normalised) space.
+          timestep: scalar or [B] in [0, 1], before the decoder's learned multiplier; required
+            by timestep-conditioned decoders (0.9.1+), refused by the others.
+          rng: PRNG key for decoder noise injection (0.9.1); None turns it off.
+
+        Returns:
+          [B, 1 + (F' - 1) t, H' s, W' s, 3].
+        """
+        z = jnp.asarray(latents)
+        self._check_latents(z)
+        t = self._timestep(timestep, z.shape[0])
+        return self.decoder(z, t, rng)
+
+    def normalize(self, latents: jax.Array) -> jax.Array:
+        """Raw -> diffusion space: (z - mean) * scaling_factor / std, per channel."""
+        mean, std = self.latents_mean[...], self.latents_std[...]
+        return ((latents - mean) * self.cfg.scaling_factor / std).astype(latents.dtype)
+
+    def denormalize(self, latents: jax.Array) -> jax.Array:
+        """Diffusion -> raw space: z * std / scaling_factor + mean, per channel."""
+        mean, std = self.latents_mean[...], self.latents_std[...]
+        return (latents * std / self.cfg.scaling_factor + mean).astype(latents.dtype)
+
+
+def count_params(module_or_state) -> int:
+    """Number of parameter scalars of a module or (abstract) state; statistics excluded."""
+    state = nnx.state(module_or_state, nnx.Param) if isinstance(module_or_state, nnx.Module) else module_or_state
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(state)))
