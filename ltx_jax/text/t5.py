@@ -158,7 +158,7 @@ class T5Block(nnx.Module):
         self.num_heads, self.head_dim, self.eps, self.dtype = cfg.num_heads, cfg.d_kv, cfg.layer_norm_epsilon, dtype
         init = nnx.initializers.normal(d**-0.5)
 
-        def dense(i, o, axes, init=init):
+        def dense(i, o, axes, init=init, dtype=dtype):
             return Dense(i, o, axes=axes, use_bias=False, dtype=dtype, param_dtype=param_dtype,
                          kernel_init=init, rngs=rngs)
 
@@ -170,14 +170,20 @@ class T5Block(nnx.Module):
         self.ffn_norm = RMSNorm(d, eps=self.eps, param_dtype=param_dtype, rngs=rngs)
         self.wi_0 = dense(d, cfg.d_ff, ("embed", "mlp"))
         self.wi_1 = dense(d, cfg.d_ff, ("embed", "mlp"))
-        self.wo = dense(cfg.d_ff, d, ("mlp", "embed"), nnx.initializers.normal(cfg.d_ff**-0.5))
+        # The FFN output projection always computes in float32: T5 v1.1's FFN activations overflow
+        # float16 (transformers keeps `wo` in float32 for float16 runs, `_keep_in_fp32_modules`),
+        # and in bfloat16 this projection is where most of the error comes from. It is a small
+        # share of the cost of a model that runs once per prompt.
+        self.wo = dense(cfg.d_ff, d, ("mlp", "embed"), nnx.initializers.normal(cfg.d_ff**-0.5),
+                        dtype=jnp.float32)
 
     def __call__(self, x: jax.Array, bias: jax.Array) -> jax.Array:
         """One block.
 
         Args:
           x: [B, S, D] residual stream (float32).
-          bias: float32 [B, N, S, T] position bias plus padding mask, added to the attention logits.
+          bias: float32 [B, N, S, T] (T key positions, T = S) position bias plus padding mask,
+            added to the attention logits.
 
         Returns:
           [B, S, D] float32.
@@ -188,7 +194,7 @@ class T5Block(nnx.Module):
         q = self.q(h).reshape(b, s, self.num_heads, self.head_dim)
         k = self.k(h).reshape(b, s, self.num_heads, self.head_dim)
         v = self.v(h).reshape(b, s, self.num_heads, self.head_dim)
-        # T5 folds the scale into the query weights at training time: no 1/sqrt(K) here.
+        # T5 has no 1/sqrt(K) logit scale (its query initialisation absorbs it).
         logits = jnp.einsum("bsnk,btnk->bnst", q, k).astype(jnp.float32) + bias
         weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
         out = jnp.einsum("bnst,btnk->bsnk", weights, v)
@@ -232,7 +238,7 @@ class T5Encoder(nnx.Module):
             length, length, num_buckets=self.cfg.relative_attention_num_buckets,
             max_distance=self.cfg.relative_attention_max_distance,
         )
-        return jnp.einsum("str->rst", self.rel_bias[...].astype(jnp.float32)[buckets])
+        return jnp.einsum("stn->nst", self.rel_bias[...].astype(jnp.float32)[buckets])
 
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array | None = None) -> jax.Array:
         """Encodes token ids.

@@ -196,8 +196,11 @@ def test_bfloat16_storage_round_trip(saved, tmp_path):
     ids, mask = _inputs(kw["vocab_size"])
     out = model(jnp.asarray(ids), jnp.asarray(mask))
     assert out.dtype == jnp.float32
-    # bf16 compute is a coarse approximation; this only checks it is the same function.
-    assert rel_l2(out, _torch_encode(torch_model, ids, mask)) < 0.05
+    # No fixed bf16 tolerance exists; ours must be about as close to the float32 oracle as
+    # transformers' own bf16 run is.
+    ref = _torch_encode(torch_model, ids, mask)
+    torch_bf16 = T5EncoderModel.from_pretrained(path, dtype=torch.bfloat16).eval()
+    assert rel_l2(out, ref) <= 1.5 * rel_l2(_torch_encode(torch_bf16, ids, mask), ref)
 
 
 def _rewrite(src, dst, edit):
