@@ -12,6 +12,15 @@ _LAZY = {
     "Transformer3D": ("ltx_jax.dit.transformer", "Transformer3D"),
     "load_transformer": ("ltx_jax.convert.transformer", "load_transformer"),
     "save_transformer": ("ltx_jax.convert.transformer", "save_transformer"),
+    "CausalVideoAutoencoder": ("ltx_jax.vae.autoencoder", "CausalVideoAutoencoder"),
+    "load_vae": ("ltx_jax.convert.vae", "load_vae"),
+    "save_vae": ("ltx_jax.convert.vae", "save_vae"),
+    "T5Encoder": ("ltx_jax.text.t5", "T5Encoder"),
+    "load_text_encoder": ("ltx_jax.convert.t5", "load_text_encoder"),
+    "save_text_encoder": ("ltx_jax.convert.t5", "save_text_encoder"),
+    "DiTConfig": ("ltx_jax.config", "DiTConfig"),
+    "dit_config": ("ltx_jax.config", "dit_config"),
+    "load_config": ("ltx_jax.config", "load_config"),
 }
 
 
