@@ -2,8 +2,9 @@
 
 `attention(q, k, v, mask=..., impl=...)` is the single entry point used by every model. `xla` is
 the reference (float32 logits and softmax, einsum); `cudnn` uses `jax.nn.dot_product_attention`
-with cuDNN's fused kernel on NVIDIA GPUs. Later kernels (our Pallas flash kernel, TPU splash,
-sequence-parallel) plug in here and are tested against `xla`.
+with cuDNN's fused kernel on NVIDIA GPUs; `pallas` is our flash-attention kernel
+(`ltx_jax.nn.kernels.flash_gpu`, Triton lowering on GPU, Pallas interpret mode elsewhere). Later
+kernels (TPU splash, sequence-parallel) plug in here and are tested against `xla`.
 
 Masking convention (api.md): `mask` is a [B, Lk] key mask, nonzero keeps a key. A query whose keys
 are all dropped returns zeros with zero gradients (a softmax over nothing is undefined; zeros are
@@ -17,9 +18,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-IMPLS = ("xla", "cudnn", "auto")
+IMPLS = ("xla", "cudnn", "pallas", "auto")
 # Implementations that later issues add; named here so the error for them is precise.
-PLANNED_IMPLS = ("pallas", "splash", "ring")
+PLANNED_IMPLS = ("splash", "ring")
 
 # Finite "minus infinity": keeps fully masked rows NaN-free in float32 and bfloat16 logits.
 _MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
@@ -40,8 +41,9 @@ def attention(
       k: [B, Lk, N, K] keys.
       v: [B, Lk, N, K] values.
       mask: optional [B, Lk] key mask (bool, integer or float; nonzero keeps the key).
-      impl: "xla" (reference), "cudnn" (GPU, bfloat16/float16 inputs), or "auto" (cudnn where
-        it applies, else xla).
+      impl: "xla" (reference), "cudnn" (GPU, bfloat16/float16 inputs), "pallas" (our flash
+        kernel; interpret mode off a GPU, slow), or "auto" (on a GPU cudnn where it applies, else
+        pallas; xla elsewhere).
 
     Returns:
       [B, Lq, N, K] in the dtype of `q`.
@@ -63,16 +65,19 @@ def attention(
         return _xla(q, k, v, keep)
     if impl == "cudnn":
         return _cudnn(q, k, v, keep)
+    if impl == "pallas":
+        return _pallas(q, k, v, keep)
     if impl in PLANNED_IMPLS:
         raise ValueError(f"attention impl {impl!r} is not built yet; available: {IMPLS}")
     raise ValueError(f"unknown attention impl {impl!r}; valid: {IMPLS}")
 
 
 def _auto_impl(q: jax.Array) -> str:
-    on_gpu = jax.default_backend() == "gpu"
-    if on_gpu and q.dtype in (jnp.bfloat16, jnp.float16) and q.shape[-1] % 8 == 0:
+    if jax.default_backend() != "gpu":
+        return "xla"
+    if q.dtype in (jnp.bfloat16, jnp.float16) and q.shape[-1] % 8 == 0:
         return "cudnn"
-    return "xla"
+    return "pallas"  # never unfused XLA on a GPU: it materialises the [Lq, Lk] scores
 
 
 def _xla(q, k, v, keep):
@@ -99,6 +104,13 @@ def _cudnn(q, k, v, keep):
         mask4 = (keep | ~any_key)[:, None, None, :]  # [B, 1, 1, Lk]
     out = jax.nn.dot_product_attention(q, k, v, mask=mask4, implementation="cudnn")
     return _zero_empty_rows(out, keep)
+
+
+def _pallas(q, k, v, keep):
+    # Imported here: the kernel module pulls in Pallas, which plain CPU users never need.
+    from ltx_jax.nn.kernels.flash_gpu import flash_attention
+
+    return flash_attention(q, k, v, keep)  # zeros (and zero gradients) for empty rows inside
 
 
 def _zero_empty_rows(out, keep):

@@ -1,0 +1,118 @@
+"""Pallas flash attention (interpret mode on CPU) against float64 numpy: forward and gradients."""
+
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ltx_jax.nn.attention import attention
+from ltx_jax.nn.kernels.flash_gpu import BLOCK_TABLE, INTERPRET_BLOCKS, BlockSizes, default_block_sizes, flash_attention
+from tests.oracle import LAYER_RTOL, rel_l2
+
+BF16_RTOL = 1e-2  # issue 6: bfloat16 inputs against the float64 reference
+
+
+def _reference(q, k, v, keep, dout):
+    """float64 attention output and its (dq, dk, dv) for the cotangent `dout`; empty rows give 0."""
+    q, k, v, dout = (np.asarray(a, np.float64) for a in (q, k, v, dout))
+    scale = 1.0 / np.sqrt(q.shape[-1])
+    out, dq, dk, dv = (np.zeros(a.shape) for a in (q, q, k, v))
+    for b in range(q.shape[0]):
+        if not keep[b].any():
+            continue
+        s = np.einsum("qnk,snk->nqs", q[b], k[b]) * scale
+        s = np.where(keep[b][None, None, :], s, -np.inf)
+        p = np.exp(s - s.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)  # [N, Lq, Lk]
+        out[b] = np.einsum("nqs,snk->qnk", p, v[b])
+        dp = np.einsum("qnk,snk->nqs", dout[b], v[b])
+        ds = p * (dp - (dp * p).sum(-1, keepdims=True)) * scale
+        dv[b] = np.einsum("nqs,qnk->snk", p, dout[b])
+        dq[b] = np.einsum("nqs,snk->qnk", ds, k[b])
+        dk[b] = np.einsum("nqs,qnk->snk", ds, q[b])
+    return out, (dq, dk, dv)
+
+
+def _inputs(b, lq, lk, n, kd, dtype=jnp.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    arrs = [rng.standard_normal(s).astype(np.float32) for s in ((b, lq, n, kd), (b, lk, n, kd), (b, lk, n, kd), (b, lq, n, kd))]
+    # Round to the input dtype first so the reference sees exactly what the kernel sees.
+    return [np.asarray(jnp.asarray(a, dtype).astype(jnp.float32)) for a in arrs]
+
+
+def _check(fn, q, k, v, dout, keep, dtype, rtol):
+    """fn(q, k, v) forward and VJP at `dout` against the float64 reference; returns the errors."""
+    cast = [jnp.asarray(a, dtype) for a in (q, k, v)]
+    out, vjp = jax.vjp(fn, *cast)
+    grads = vjp(jnp.asarray(dout, dtype))
+    ref_out, ref_grads = _reference(q, k, v, keep, dout)
+    assert out.dtype == dtype and all(g.dtype == dtype for g in grads)
+    errs = [rel_l2(np.asarray(a, np.float32), e) for a, e in zip((out, *grads), (ref_out, *ref_grads))]
+    assert max(errs) <= rtol, errs
+    return out, grads
+
+
+def test_float32_odd_lengths_mask_and_empty_rows():
+    # Lq=37, Lk=29: neither a multiple of the 16-blocks; head dim 8 is zero-padded to 16.
+    q, k, v, dout = _inputs(3, 37, 29, 2, 8)
+    keep = np.random.default_rng(1).uniform(size=(3, 29)) > 0.4
+    keep[1] = False  # a batch row with every key masked
+    keep[2, :20] = False  # a masked run that covers a whole key block
+    out, grads = _check(lambda q, k, v: flash_attention(q, k, v, keep), q, k, v, dout, keep, jnp.float32, LAYER_RTOL)
+    assert np.all(np.asarray(out)[1] == 0)
+    for g in grads:
+        assert np.all(np.isfinite(np.asarray(g)))
+        assert np.all(np.asarray(g)[1] == 0)
+
+
+@pytest.mark.parametrize("kd", [64, 128])
+def test_float32_head_dims_without_mask(kd):
+    q, k, v, dout = _inputs(1, 20, 23, 2, kd, seed=kd)
+    keep = np.ones((1, 23), bool)
+    _check(flash_attention, q, k, v, dout, keep, jnp.float32, LAYER_RTOL)
+
+
+def test_bfloat16_with_mask():
+    q, k, v, dout = _inputs(2, 33, 40, 2, 64, dtype=jnp.bfloat16, seed=5)
+    keep = np.random.default_rng(2).uniform(size=(2, 40)) > 0.3
+    _check(lambda q, k, v: flash_attention(q, k, v, keep), q, k, v, dout, keep, jnp.bfloat16, BF16_RTOL)
+
+
+def test_mixed_block_sizes_pad_to_the_largest():
+    # Forward blocks 16, backward blocks 32: L pads to 64 and the 16-key forward blocks past the
+    # true length must be masked without any user mask.
+    blocks = BlockSizes(16, 16, 32, 32, 32, 16)
+    q, k, v, dout = _inputs(1, 35, 40, 1, 16, seed=7)
+    keep = np.ones((1, 40), bool)
+    fn = lambda q, k, v: flash_attention(q, k, v, block_sizes=blocks)  # noqa: E731
+    _check(fn, q, k, v, dout, keep, jnp.float32, LAYER_RTOL)
+
+
+def test_attention_impl_pallas_matches_xla():
+    q, k, v, dout = _inputs(2, 24, 17, 2, 16, seed=9)
+    keep = np.random.default_rng(3).uniform(size=(2, 17)) > 0.5
+    keep[0] = False
+    out, grads = _check(lambda q, k, v: attention(q, k, v, mask=keep.astype(np.float32), impl="pallas"),
+                        q, k, v, dout, keep, jnp.float32, LAYER_RTOL)
+    ref = attention(q, k, v, mask=keep, impl="xla")
+    assert rel_l2(out, ref) <= LAYER_RTOL
+
+
+def test_block_table_and_errors():
+    assert default_block_sizes(64) == INTERPRET_BLOCKS  # CPU: interpret-mode blocks
+    h100 = types.SimpleNamespace(platform="gpu", compute_capability="9.0")
+    assert default_block_sizes(64, h100) == BLOCK_TABLE[("9", 64)]
+    assert default_block_sizes(128, h100) == BLOCK_TABLE[("9", 128)]
+    unknown = types.SimpleNamespace(platform="gpu", compute_capability="12.0")
+    assert default_block_sizes(64, unknown) == BLOCK_TABLE[("9", 64)]
+    with pytest.raises(ValueError, match="block_k=48 must be a power of two >= 16; nearest: 32, 64"):
+        BlockSizes(block_k=48)
+    q, k, v, _ = _inputs(1, 4, 5, 1, 8)
+    with pytest.raises(ValueError, match=r"mask must be \[B, Lk\] = \[1, 5\]"):
+        flash_attention(q, k, v, np.ones((1, 4)))
+    with pytest.raises(ValueError, match="one dtype of float32, bfloat16, float16"):
+        flash_attention(q, k.astype(np.float16), v)
+    with pytest.raises(ValueError, match="wants q"):
+        flash_attention(q, k[:, :, :, :4], v)
