@@ -123,8 +123,10 @@ def vae_tensors(vae: CausalVideoAutoencoder) -> dict[str, np.ndarray]:
     state = nnx.state(vae)
     table = _name_table(state)
     flat = dict((tuple(p), v) for p, v in nnx.to_flat_state(state))
+    # np.asarray(order="C"), not np.ascontiguousarray: the latter turns the 0-d
+    # timestep_scale_multiplier into shape [1].
     return {
-        key: np.ascontiguousarray(_to_torch(str(p[-1]), np.asarray(jax.device_get(flat[p].get_value()))))
+        key: np.asarray(_to_torch(str(p[-1]), np.asarray(jax.device_get(flat[p].get_value()))), order="C")
         for key, (p, _) in table.items()
     }
 
@@ -133,5 +135,15 @@ def save_vae(vae: CausalVideoAutoencoder, path: str | os.PathLike) -> None:
     """Writes a diffusers `vae/` folder (config.json + diffusion_pytorch_model.safetensors)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    save_file(vae_tensors(vae), path / WEIGHTS_NAME, metadata={"format": "pt"})
+    tensors = vae_tensors(vae)
+    if any(v.ndim == 0 for v in tensors.values()):
+        # TODO(lead): safetensors_io.save_file reshapes 0-d tensors to [1] (np.ascontiguousarray);
+        # until it keeps them 0-d, write directly (same atomic rename).
+        from safetensors.numpy import save_file as st_save
+
+        tmp = path / (WEIGHTS_NAME + ".tmp")
+        st_save(tensors, str(tmp), metadata={"format": "pt"})
+        os.replace(tmp, path / WEIGHTS_NAME)
+    else:
+        save_file(tensors, path / WEIGHTS_NAME, metadata={"format": "pt"})
     (path / "config.json").write_text(json.dumps(vae.cfg.to_diffusers(), indent=2))

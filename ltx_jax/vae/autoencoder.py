@@ -20,6 +20,18 @@ from ltx_jax.vae.encoder import Encoder
 LOGVAR_RANGE = (-30.0, 20.0)
 
 
+@nnx.jit
+def _run_encoder(encoder: Encoder, video: jax.Array) -> jax.Array:
+    # One compiled program per input shape: eager op-by-op dispatch of a conv net is slow, and
+    # under an outer jit this simply inlines.
+    return encoder(video)
+
+
+@nnx.jit
+def _run_decoder(decoder: Decoder, z: jax.Array, t: jax.Array | None, key: jax.Array | None):
+    return decoder(z, t, key)
+
+
 class LatentStatistic(nnx.Variable):
     """A per-channel latent statistic read from the checkpoint (not trained)."""
 
@@ -148,7 +160,7 @@ class CausalVideoAutoencoder(nnx.Module):
         video = jnp.asarray(video)
         self._check_video_shape(tuple(video.shape))
         self._check_range(video)
-        m = self.encoder(video)
+        m = _run_encoder(self.encoder, video)
         c = self.cfg.latent_channels
         return m[..., :c], jnp.clip(m[..., c:], *LOGVAR_RANGE)
 
@@ -171,7 +183,7 @@ class CausalVideoAutoencoder(nnx.Module):
         z = jnp.asarray(latents)
         self._check_latents(z)
         t = self._timestep(timestep, z.shape[0])
-        return self.decoder(z, t, rng)
+        return _run_decoder(self.decoder, z, t, rng)
 
     def normalize(self, latents: jax.Array) -> jax.Array:
         """Raw -> diffusion space: (z - mean) * scaling_factor / std, per channel."""
