@@ -100,6 +100,22 @@ def test_attention_impl_pallas_matches_xla():
     assert rel_l2(out, ref) <= LAYER_RTOL
 
 
+@pytest.mark.parametrize("kd,dtype", [(64, jnp.bfloat16), (128, jnp.float32)])
+def test_kernels_lower_to_triton_for_cuda(kd, dtype):
+    # Cross-lowering on the CPU runs the Pallas -> Triton lowering rules that a GPU would, so
+    # an operation Triton cannot express fails here, not first on the GPU.
+    x = jax.ShapeDtypeStruct((2, 200, 2, kd), dtype)
+    mask = jax.ShapeDtypeStruct((2, 200), jnp.bool_)
+    blocks = BLOCK_TABLE[("9", kd)]
+
+    def fwd_bwd(q, k, v, do, mask):
+        fn = lambda q, k, v: flash_attention(q, k, v, mask, block_sizes=blocks, interpret=False)  # noqa: E731
+        return jax.vjp(fn, q, k, v)[1](do)
+
+    text = jax.jit(fwd_bwd).trace(x, x, x, x, mask).lower(lowering_platforms=("cuda",)).as_text()
+    assert text.count("__gpu$xla.gpu.triton") == 3  # forward, dk/dv, dq
+
+
 def test_block_table_and_errors():
     assert default_block_sizes(64) == INTERPRET_BLOCKS  # CPU: interpret-mode blocks
     h100 = types.SimpleNamespace(platform="gpu", compute_capability="9.0")
@@ -116,3 +132,17 @@ def test_block_table_and_errors():
         flash_attention(q, k.astype(np.float16), v)
     with pytest.raises(ValueError, match="wants q"):
         flash_attention(q, k[:, :, :, :4], v)
+
+
+def test_bench_attention_reports_every_impl():
+    from ltx_jax.nn.kernels.bench_attention import attention_flops, bench_attention
+
+    assert attention_flops(2, 6144, 6144, 32, 64) == 4 * 2 * 32 * 6144 * 6144 * 64
+    assert attention_flops(1, 3, 5, 2, 8, "fwd_bwd") == 3.5 * 4 * 3 * 5 * 2 * 8
+    report = bench_attention([(1, 32, 1, 16)], ("pallas", "cudnn"), iters=1)
+    rows = {(r["impl"], r["mode"]): r for r in report["results"]}
+    for mode in ("fwd", "fwd_bwd"):
+        assert rows[("pallas", mode)]["tflops_per_s"] > 0 and rows[("pallas", mode)]["compile_s"] > 0
+        assert "cuDNN" in rows[("cudnn", mode)]["error"]  # recorded, not raised, off a GPU
+    assert "pallas_bwd_over_fwd" in report["summary"][1]
+    assert report["hardware"]["platform"] == "cpu"

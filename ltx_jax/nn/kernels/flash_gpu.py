@@ -66,14 +66,19 @@ class BlockSizes:
 
 
 # Per GPU generation (CUDA compute capability major) and head dim: the forward and backward
-# tilings. Hopper (H100/H200) entries come from the sweep in bench_attention.autotune_blocks.
+# tilings. NOT YET MEASURED with this kernel (no GPU in the session that wrote it): the Hopper
+# (H100/H200) hd-64 entry is the Triton fused-attention tutorial's H100 tiling (forward 128x64,
+# 4 warps, 3 stages; backward dk/dv 32 queries x 128 keys, dq 128 queries x 32 keys, 4 warps),
+# the others scale it for register pressure. Replace them with bench_attention.autotune_blocks.
 BLOCK_TABLE: dict[tuple[str, int], BlockSizes] = {
-    ("9", 64): BlockSizes(),
-    ("9", 128): BlockSizes(block_q=128, block_k=64, warps_fwd=8, block_q_dkv=64, block_k_dkv=64,
-                           block_q_dq=64, block_k_dq=64),
-    ("8", 64): BlockSizes(block_q=128, block_k=64, stages_fwd=2),
+    ("9", 64): BlockSizes(block_q=128, block_k=64, warps_fwd=4, stages_fwd=3, block_q_dkv=32,
+                          block_k_dkv=128, block_q_dq=128, block_k_dq=32, warps_bwd=4, stages_bwd=3),
+    ("9", 128): BlockSizes(block_q=128, block_k=64, warps_fwd=8, stages_fwd=3, block_q_dkv=64,
+                           block_k_dkv=64, block_q_dq=64, block_k_dq=64, warps_bwd=8, stages_bwd=2),
+    ("8", 64): BlockSizes(block_q=128, block_k=64, warps_fwd=4, stages_fwd=2, block_q_dkv=32,
+                          block_k_dkv=64, block_q_dq=64, block_k_dq=32, warps_bwd=4, stages_bwd=2),
     ("8", 128): BlockSizes(block_q=128, block_k=32, warps_fwd=8, stages_fwd=2, block_q_dkv=32,
-                           block_k_dkv=64, block_q_dq=64, block_k_dq=32),
+                           block_k_dkv=64, block_q_dq=64, block_k_dq=32, warps_bwd=8, stages_bwd=2),
 }
 # Interpret mode (CPU tests): small blocks so tiny inputs still span several blocks.
 INTERPRET_BLOCKS = BlockSizes(16, 16, 16, 16, 16, 16)

@@ -1,0 +1,266 @@
+"""Attention benchmark and block-size autotuner: TFLOP/s per implementation, as a JSON-able dict.
+
+`bench_attention` times `attention(..., impl=...)` for each implementation and shape, forward and
+forward+backward (one `jax.vjp` call: forward, then the backward at a random cotangent), and
+reports compile time, steady-state milliseconds, TFLOP/s and the ratio to cuDNN. FLOPs count the
+matmuls only, 2 per multiply-add: forward 4*B*N*Lq*Lk*K (q k^T and p v), backward 2.5x that
+(five matmuls: the recomputed q k^T, dv, dp, dq, dk), the FlashAttention papers' convention.
+
+`autotune_blocks` sweeps flash_gpu.BlockSizes candidates on the current GPU and returns the
+fastest forward and backward tilings; its output is what BLOCK_TABLE records per generation.
+`check_accuracy` compares the Pallas kernel with a float32 'highest'-precision XLA reference at
+a realistic shape. `python -m ltx_jax.nn.kernels.bench_attention OUT.json` runs all three.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ltx_jax.nn.attention import attention
+from ltx_jax.nn.kernels.flash_gpu import BlockSizes, default_block_sizes, flash_attention
+
+# (B, L, N, K): LTX-2B self-attention at 6144 tokens (768x512x121) and longer clips; 13B heads.
+DEFAULT_SHAPES = ((2, 6144, 32, 64), (2, 4096, 32, 64), (2, 8192, 32, 64), (2, 16384, 32, 64),
+                  (2, 32768, 32, 64), (2, 6144, 32, 128))
+BWD_FLOPS_FACTOR = 2.5
+
+
+def attention_flops(b: int, lq: int, lk: int, n: int, kd: int, mode: str = "fwd") -> float:
+    """Matmul FLOPs of one attention call; mode "fwd" or "fwd_bwd"."""
+    fwd = 4.0 * b * n * lq * lk * kd
+    return fwd if mode == "fwd" else fwd * (1 + BWD_FLOPS_FACTOR)
+
+
+def _hardware() -> dict[str, Any]:
+    dev = jax.devices()[0]
+    try:
+        from ltx_jax.bench import hardware  # the DiT benchmark's description of the machine
+
+        info = hardware()
+    except Exception:  # e.g. a GPU box without the model's dependencies: the essentials only
+        info = {"platform": dev.platform, "device_kind": dev.device_kind, "jax": jax.__version__}
+    info["compute_capability"] = getattr(dev, "compute_capability", None)
+    return info
+
+
+def _inputs(shape, dtype, seed=0):
+    """Random q, k, v and an output cotangent of shape [B, L, N, K]."""
+    keys = jax.random.split(jax.random.key(seed), 4)
+    return [jax.random.normal(kk, shape, jnp.float32).astype(dtype) for kk in keys]
+
+
+def _make(fn: Callable, mode: str) -> Callable:
+    """(q, k, v, do) -> the forward output, or the three gradients of a vjp at `do`."""
+    if mode == "fwd":
+        return lambda q, k, v, do: fn(q, k, v)
+    return lambda q, k, v, do: jax.vjp(fn, q, k, v)[1](do)
+
+
+def time_compiled(fn: Callable, args: Sequence, iters: int = 20, repeats: int = 3) -> dict[str, float]:
+    """AOT-compiles `fn`, then the median over `repeats` of the mean of `iters` back-to-back calls."""
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(*args))  # warm-up
+    per_call = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = None
+        for _ in range(iters):
+            out = compiled(*args)
+        jax.block_until_ready(out)
+        per_call.append((time.perf_counter() - t0) / iters)
+    return {"compile_s": compile_s, "ms": 1e3 * float(np.median(per_call)), "ms_min": 1e3 * float(np.min(per_call))}
+
+
+def bench_attention(
+    shapes: Sequence[tuple[int, int, int, int]] = DEFAULT_SHAPES,
+    impls: Sequence[str | tuple[str, Callable]] = ("pallas", "cudnn"),
+    *,
+    dtype: str = "bfloat16",
+    modes: Sequence[str] = ("fwd", "fwd_bwd"),
+    iters: int = 20,
+) -> dict[str, Any]:
+    """TFLOP/s of `attention(impl=...)` per shape, implementation and mode.
+
+    Args:
+      shapes: (B, L, N, K) self-attention shapes (Lq = Lk = L, no mask).
+      impls: attention implementations to time, by name or as (name, fn(q, k, v)) pairs (e.g. the
+        Pallas kernel with other block sizes); a failure is recorded, not raised.
+      dtype: input dtype name.
+      modes: "fwd" and/or "fwd_bwd".
+      iters: calls per timing repeat.
+
+    Returns:
+      {"bench": "attention", "hardware", "dtype", "results": [{shape, impl, mode, compile_s, ms,
+      tflops_per_s} or {.., "error"}], "summary": [{shape, mode, ratio_vs_cudnn per impl,
+      bwd_over_fwd per impl}]}.
+    """
+    results = []
+    for shape in shapes:
+        b, length, n, kd = shape
+        args = _inputs(shape, jnp.dtype(dtype))
+        for impl in impls:
+            impl, fn = impl if isinstance(impl, tuple) else (impl, _by_name(impl))
+            for mode in modes:
+                row = {"shape": list(shape), "impl": impl, "mode": mode}
+                try:
+                    row.update(time_compiled(_make(fn, mode), args, iters))
+                    row["tflops_per_s"] = attention_flops(b, length, length, n, kd, mode) / (row["ms"] * 1e-3) / 1e12
+                except Exception as e:  # noqa: BLE001 - an impl that cannot run here is a result
+                    row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+                results.append(row)
+        del args
+    return {"bench": "attention", "hardware": _hardware(), "dtype": dtype,
+            "flops": "matmul only; fwd 4*B*N*L*L*K, bwd 2.5x fwd", "results": results,
+            "summary": _summary(results, shapes, modes)}
+
+
+def _by_name(impl: str) -> Callable:
+    return lambda q, k, v: attention(q, k, v, impl=impl)
+
+
+def _summary(results, shapes, modes):
+    ms = {(tuple(r["shape"]), r["impl"], r["mode"]): r["ms"] for r in results if "ms" in r}
+    impls = sorted({r["impl"] for r in results})
+    out = []
+    for shape in shapes:
+        for mode in modes:
+            row: dict[str, Any] = {"shape": list(shape), "mode": mode}
+            base = ms.get((tuple(shape), "cudnn", mode))
+            for impl in impls:
+                t = ms.get((tuple(shape), impl, mode))
+                if t is not None and base is not None:
+                    row[f"{impl}_vs_cudnn"] = base / t  # > 1: faster than cuDNN
+                fwd = ms.get((tuple(shape), impl, "fwd"))
+                if mode == "fwd_bwd" and t is not None and fwd is not None:
+                    row[f"{impl}_bwd_over_fwd"] = (t - fwd) / fwd
+            out.append(row)
+    return out
+
+
+FWD_CANDIDATES = (  # (block_q, block_k, warps, stages)
+    (128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (128, 128, 4, 3), (128, 32, 4, 4),
+    (64, 64, 4, 3), (64, 128, 4, 3), (128, 64, 4, 4), (256, 64, 8, 3),
+)
+BWD_CANDIDATES = (  # (block_q_dkv, block_k_dkv, block_q_dq, block_k_dq, warps, stages)
+    (64, 128, 128, 64, 8, 2), (64, 128, 128, 64, 4, 3), (32, 128, 128, 32, 4, 3),
+    (64, 64, 64, 64, 4, 2), (128, 128, 128, 128, 8, 2), (32, 64, 64, 32, 4, 3),
+    (64, 128, 128, 64, 8, 3), (128, 64, 64, 128, 8, 2),
+)
+
+
+def autotune_blocks(
+    shape: tuple[int, int, int, int] = (2, 6144, 32, 64),
+    *,
+    dtype: str = "bfloat16",
+    fwd_candidates=FWD_CANDIDATES,
+    bwd_candidates=BWD_CANDIDATES,
+    iters: int = 10,
+    budget_s: float = 240.0,
+) -> dict[str, Any]:
+    """Times tilings of the Pallas kernel at one shape; returns every timing and the best BlockSizes.
+
+    The forward candidates are timed on the forward alone; the backward candidates on
+    forward+backward with the best forward tiling. Stops early after `budget_s` seconds.
+    """
+    t_start = time.perf_counter()
+    b, length, n, kd = shape
+    args = _inputs(shape, jnp.dtype(dtype))
+    base = default_block_sizes(kd)
+
+    def run(blocks: BlockSizes, mode: str) -> dict[str, Any]:
+        row: dict[str, Any] = {"blocks": dataclasses.asdict(blocks), "mode": mode}
+        try:
+            fn = lambda q, k, v: flash_attention(q, k, v, block_sizes=blocks)  # noqa: E731
+            row.update(time_compiled(_make(fn, mode), args, iters))
+            row["tflops_per_s"] = attention_flops(b, length, length, n, kd, mode) / (row["ms"] * 1e-3) / 1e12
+        except Exception as e:  # noqa: BLE001 - e.g. a tiling that overflows shared memory
+            row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+        print(json.dumps(row), flush=True)
+        return row
+
+    def best(rows, fallback):
+        ok = [r for r in rows if "ms" in r]
+        return BlockSizes(**min(ok, key=lambda r: r["ms"])["blocks"]) if ok else fallback
+
+    fwd_rows = []
+    for bq, bk, w, s in fwd_candidates:
+        if time.perf_counter() - t_start > budget_s / 2:
+            break
+        fwd_rows.append(run(dataclasses.replace(base, block_q=bq, block_k=bk, warps_fwd=w, stages_fwd=s), "fwd"))
+    best_fwd = best(fwd_rows, base)
+    bwd_rows = []
+    for qkv, kkv, qdq, kdq, w, s in bwd_candidates:
+        if time.perf_counter() - t_start > budget_s:
+            break
+        bwd_rows.append(run(dataclasses.replace(best_fwd, block_q_dkv=qkv, block_k_dkv=kkv, block_q_dq=qdq,
+                                                block_k_dq=kdq, warps_bwd=w, stages_bwd=s), "fwd_bwd"))
+    return {"bench": "attention_autotune", "hardware": _hardware(), "shape": list(shape), "dtype": dtype,
+            "default": dataclasses.asdict(base), "best": dataclasses.asdict(best(bwd_rows, best_fwd)),
+            "fwd": fwd_rows, "fwd_bwd": bwd_rows}
+
+
+def check_accuracy(shape=(2, 2000, 4, 64), dtype: str = "bfloat16", seed: int = 0) -> dict[str, float]:
+    """Relative L2 error of the Pallas kernel's output and gradients against XLA in float32.
+
+    The reference runs on the same (dtype-rounded) inputs upcast to float32 at 'highest' matmul
+    precision, with a random key mask and one batch row fully masked.
+    """
+    b, length, n, kd = shape
+    q, k, v, do = _inputs(shape, jnp.dtype(dtype), seed)
+    keep = jax.random.uniform(jax.random.key(seed + 1), (b, length)) > 0.3
+    keep = keep.at[-1].set(False) if b > 1 else keep
+
+    def outputs(impl, *xs):
+        fn = lambda q, k, v: attention(q, k, v, mask=keep, impl=impl)  # noqa: E731
+        out, vjp = jax.vjp(fn, *xs[:3])
+        return (out, *vjp(xs[3]))
+
+    got = jax.jit(lambda *xs: outputs("pallas", *xs))(q, k, v, do)
+    with jax.default_matmul_precision("highest"):
+        ref = jax.jit(lambda *xs: outputs("xla", *xs))(*(x.astype(jnp.float32) for x in (q, k, v, do)))
+    errs = {}
+    for name, g, r in zip(("out", "dq", "dk", "dv"), got, ref):
+        g, r = np.asarray(g, np.float64), np.asarray(r, np.float64)
+        errs[name] = float(np.linalg.norm(g - r) / max(np.linalg.norm(r), 1e-30))
+        errs[f"{name}_finite"] = bool(np.all(np.isfinite(g)))
+    return {"shape": list(shape), "dtype": dtype, "rel_l2": errs}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m ltx_jax.nn.kernels.bench_attention [OUT.json]`: accuracy, autotune, benchmark."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    report: dict[str, Any] = {}
+
+    def section(name, fn):
+        try:
+            report[name] = fn()
+        except Exception as e:  # noqa: BLE001 - keep what the other sections measured
+            report[name] = {"error": f"{type(e).__name__}: {str(e)[:2000]}"}
+        print(json.dumps({name: report[name]})[:4000], flush=True)
+        if argv:
+            with open(argv[0], "w") as f:
+                f.write(json.dumps(report, indent=2) + "\n")
+
+    section("accuracy", lambda: [check_accuracy(s, d) for s, d in (
+        ((2, 2000, 4, 64), "bfloat16"), ((2, 1000, 4, 128), "float32"), ((1, 777, 2, 64), "float32"))])
+    section("autotune", lambda: autotune_blocks(budget_s=200.0))
+    best = report["autotune"].get("best")
+    tuned = BlockSizes(**best) if best else default_block_sizes(64)
+    tuned_fn = lambda q, k, v: flash_attention(q, k, v, block_sizes=tuned)  # noqa: E731
+    section("bench", lambda: bench_attention(DEFAULT_SHAPES[:1] + DEFAULT_SHAPES[-1:],
+                                             ("pallas", ("pallas_tuned", tuned_fn), "cudnn")))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
