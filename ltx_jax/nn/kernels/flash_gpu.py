@@ -144,15 +144,20 @@ def flash_attention(
 
     # [B, L, N, K] -> [B, L_pad, N, K_pad]: zero rows are harmless queries / masked keys, zero
     # head-dim columns add nothing to q.k and give zero output columns that are cut off below.
-    q_p = jnp.pad(q, ((0, 0), (0, lq_pad - lq), (0, 0), (0, kp - kd)))
-    k_p = jnp.pad(k, ((0, 0), (0, lk_pad - lk), (0, 0), (0, kp - kd)))
-    v_p = jnp.pad(v, ((0, 0), (0, lk_pad - lk), (0, 0), (0, kp - kd)))
+    q_p = _pad(q, ((0, 0), (0, lq_pad - lq), (0, 0), (0, kp - kd)))
+    k_p = _pad(k, ((0, 0), (0, lk_pad - lk), (0, 0), (0, kp - kd)))
+    v_p = _pad(v, ((0, 0), (0, lk_pad - lk), (0, 0), (0, kp - kd)))
     keep = None
     if mask is not None:
-        keep = jnp.pad((mask != 0).astype(jnp.int32), ((0, 0), (0, lk_pad - lk)))  # [B, Lk_pad]
+        keep = _pad((mask != 0).astype(jnp.int32), ((0, 0), (0, lk_pad - lk)))  # [B, Lk_pad]
     cfg = _Cfg(blocks, 1.0 / math.sqrt(kd), lk, lk_pad, bool(interpret))
     out = _flash(q_p, k_p, v_p, keep, cfg)
-    return out[:, :lq, :, :kd]
+    return out if out.shape == q.shape else out[:, :lq, :, :kd]
+
+
+def _pad(x, widths):
+    """jnp.pad, skipped when there is nothing to pad (no copy of a block-aligned input)."""
+    return x if not any(hi for _, hi in widths) else jnp.pad(x, widths)
 
 
 def _round_up(x: int, m: int) -> int:
