@@ -23,6 +23,8 @@ from flax import nnx
 from ltx_jax.config import dit_config
 from ltx_jax.dit.transformer import Transformer3D
 from ltx_jax.flops import dit_forward_flops
+from ltx_jax.nn.layers import jit_init
+from ltx_jax.sample import latent_grid
 
 
 def hardware() -> dict[str, Any]:
@@ -32,19 +34,6 @@ def hardware() -> dict[str, Any]:
         "platform": dev.platform, "device_kind": dev.device_kind, "device_count": jax.device_count(),
         "jax": jax.__version__, "python": platform.python_version(), "host": platform.node(),
     }
-
-
-def latent_grid(frames: int, height: int, width: int, vae_scale=(8, 32, 32)) -> tuple[int, int, int]:
-    """Pixel video size -> latent (F, H, W), refusing sizes the VAE cannot produce."""
-    st, ss = vae_scale[0], vae_scale[1]
-    if frames < 1 or (frames - 1) % st:
-        lo = (frames - 1) // st * st + 1
-        raise ValueError(f"frames={frames} is not {st}k+1; nearest valid: {max(lo, 1)}, {lo + st}")
-    for name, n in (("height", height), ("width", width)):
-        if n < ss or n % ss:
-            lo = max(n // ss * ss, ss)
-            raise ValueError(f"{name}={n} is not a positive multiple of {ss}; nearest valid: {lo}, {lo + ss}")
-    return (frames - 1) // st + 1, height // ss, width // ss
 
 
 def _timed(fn, args, iters: int) -> list[float]:
@@ -68,10 +57,8 @@ def _memory(compiled) -> dict[str, int] | None:
 
 
 def _run_dit(cfg, inputs, iters, seed):
-    abstract = nnx.eval_shape(lambda: Transformer3D(cfg, rngs=nnx.Rngs(seed)))
-    graphdef, _ = nnx.split(abstract)
     # Random weights made on the device directly (no host copy of a 2B/13B model).
-    state = jax.jit(lambda: nnx.state(Transformer3D(cfg, rngs=nnx.Rngs(seed))))()
+    graphdef, state = nnx.split(jit_init(lambda: Transformer3D(cfg, rngs=nnx.Rngs(seed))))
 
     def forward(state, latents, t, text, mask):
         return nnx.merge(graphdef, state)(latents, t, text, mask)

@@ -2,6 +2,7 @@
 
   ltx-jax convert SRC DST --to diffusers|lightricks [--component transformer|vae|text_encoder]
   ltx-jax bench dit [--variant ltxv-2b --frames 121 --height 512 --width 768 ...] [--out F.json]
+  ltx-jax generate --random-tiny --prompt "..." [--frames 17 --height 64 --width 96 ...]
   ltx-jax config CONFIG.yaml [key=value ...]   (print the resolved config)
 
 Verbs arrive with their issues (train, generate, preprocess); each has `--help` listing every option.
@@ -51,6 +52,25 @@ def _bench(args) -> int:
     return 0
 
 
+def _generate(args) -> int:
+    from ltx_jax.sample import generate_random_tiny
+
+    if not args.random_tiny:
+        raise ValueError(
+            "only --random-tiny generation exists so far (loading pipeline folders comes with "
+            "LTXPipeline, issue 4); pass --random-tiny"
+        )
+    result = generate_random_tiny(
+        args.prompt, args.out, seed=args.seed, negative_prompt=args.negative_prompt,
+        num_frames=args.frames, height=args.height, width=args.width, frame_rate=args.frame_rate,
+        num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
+    )
+    print(f"wrote {', '.join(result['files'])} and clip.json to {args.out} "
+          f"({result['shape'][0]} frames {result['shape'][1]}x{result['shape'][2]}, "
+          f"{result['generate_s']:.1f} s; {result['weights']})")
+    return 0
+
+
 def _config(args) -> int:
     import yaml
 
@@ -91,6 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=int, default=10, help="timed iterations (default 10)")
     p.add_argument("--out", default=None, help="write the JSON here too")
     p.set_defaults(func=_bench)
+
+    p = verbs.add_parser("generate", help="text to video",
+                         description="Generate a clip from a prompt; writes frames.npy, clip.mp4 (with PyAV) and clip.json.")
+    p.add_argument("--prompt", default="a red car driving through the city at night", help="text prompt")
+    p.add_argument("--negative-prompt", default="", help="negative prompt for CFG (default empty)")
+    p.add_argument("--random-tiny", action="store_true", help="use a tiny randomly initialised model (no weights needed)")
+    p.add_argument("--frames", type=int, default=17, help="pixel frames, 8k+1 (default 17)")
+    p.add_argument("--height", type=int, default=64, help="pixel height, multiple of 32 (default 64)")
+    p.add_argument("--width", type=int, default=96, help="pixel width, multiple of 32 (default 96)")
+    p.add_argument("--frame-rate", type=float, default=25.0, help="frames per second (default 25)")
+    p.add_argument("--steps", type=int, default=8, help="denoising steps (default 8)")
+    p.add_argument("--guidance-scale", type=float, default=3.0, help="CFG scale; <= 1 turns CFG off (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", default="runs/generate", help="output folder (default runs/generate)")
+    p.set_defaults(func=_generate)
 
     p = verbs.add_parser("config", help="print a resolved config",
                          description="Load a YAML config with dotted key=value overrides and print the resolved result.")

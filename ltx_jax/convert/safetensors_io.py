@@ -166,7 +166,7 @@ def save_file(tensors: Mapping[str, np.ndarray], path: str | os.PathLike, metada
 
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    _save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=dict(metadata or {}))
+    _save({k: np.asarray(v, order="C") for k, v in tensors.items()}, str(tmp), metadata=dict(metadata or {}))
     os.replace(tmp, path)
 
 

@@ -136,14 +136,5 @@ def save_vae(vae: CausalVideoAutoencoder, path: str | os.PathLike) -> None:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tensors = vae_tensors(vae)
-    if any(v.ndim == 0 for v in tensors.values()):
-        # TODO(lead): safetensors_io.save_file reshapes 0-d tensors to [1] (np.ascontiguousarray);
-        # until it keeps them 0-d, write directly (same atomic rename).
-        from safetensors.numpy import save_file as st_save
-
-        tmp = path / (WEIGHTS_NAME + ".tmp")
-        st_save(tensors, str(tmp), metadata={"format": "pt"})
-        os.replace(tmp, path / WEIGHTS_NAME)
-    else:
-        save_file(tensors, path / WEIGHTS_NAME, metadata={"format": "pt"})
+    save_file(tensors, path / WEIGHTS_NAME, metadata={"format": "pt"})
     (path / "config.json").write_text(json.dumps(vae.cfg.to_diffusers(), indent=2))
