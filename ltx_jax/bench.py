@@ -24,7 +24,7 @@ from ltx_jax.config import dit_config
 from ltx_jax.dit.transformer import Transformer3D
 from ltx_jax.flops import dit_forward_flops
 from ltx_jax.nn.layers import jit_init
-from ltx_jax.sample import latent_grid
+from ltx_jax.sample import add_video_size_arguments, latent_grid
 
 
 def hardware() -> dict[str, Any]:
@@ -112,6 +112,61 @@ def bench_dit(
     if len(runs) == 2:
         result["speedup_vs_baseline"] = runs[1]["step_ms_median"] / runs[0]["step_ms_median"]
     return result
+
+
+# `ltx-jax bench WHAT`: WHAT -> module providing `add_bench_arguments(p)` and
+# `run_bench(args) -> dict`. A bench appears once its module exists.
+BENCHES = {
+    "dit": "ltx_jax.bench",
+    "attention": "ltx_jax.nn.kernels.bench_attention",
+    "vae": "ltx_jax.vae.bench",
+    "sample": "ltx_jax.pipeline_bench",
+    "train": "ltx_jax.train_bench",
+}
+
+
+def add_bench_arguments(p) -> None:
+    p.add_argument("--variant", default="ltxv-2b", help="DiT variant row")
+    add_video_size_arguments(p, 121, 512, 768)
+    p.add_argument("--batch", type=int, default=1, help="batch size")
+    p.add_argument("--text-len", type=int, default=128, help="text tokens")
+    p.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16", "float16"), help="compute and storage dtype")
+    p.add_argument("--attention", default="auto", help="attention impl under test")
+    p.add_argument("--baseline", default="xla", help="baseline attention impl, or 'none'")
+    p.add_argument("--remat", default="none", help="remat policy name")
+    p.add_argument("--iters", type=int, default=10, help="timed iterations")
+
+
+def run_bench(args) -> dict[str, Any]:
+    return bench_dit(
+        args.variant, frames=args.frames, height=args.height, width=args.width, batch=args.batch,
+        text_len=args.text_len, dtype=args.dtype, attention=args.attention,
+        baseline=None if args.baseline == "none" else args.baseline, iters=args.iters,
+        remat_policy=args.remat,
+    )
+
+
+def add_arguments(p) -> None:
+    import argparse
+    import importlib
+
+    from ltx_jax.cli import _exists
+
+    whats = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    for what, module in BENCHES.items():
+        if not _exists(module):
+            continue
+        mod = importlib.import_module(module)
+        q = whats.add_parser(what, help=f"{what} benchmark", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                             description=(mod.__doc__ or what).strip().split("\n\n")[0])
+        mod.add_bench_arguments(q)
+        q.add_argument("--out", default=None, help="also write the JSON to this file")
+        q.set_defaults(bench=mod.run_bench)
+
+
+def main(args) -> int:
+    print(write_json(args.bench(args), args.out))
+    return 0
 
 
 def write_json(result: dict[str, Any], path: str | None) -> str:

@@ -185,3 +185,39 @@ def generate_random_tiny(prompt: str, out_dir: str | os.PathLike, *, seed: int =
     }
     (out / "clip.json").write_text(json.dumps(sidecar, indent=2) + "\n")
     return sidecar
+
+
+def add_video_size_arguments(p, frames: int, height: int, width: int) -> None:
+    """--frames/--height/--width options shared by the verbs that take a video size."""
+    p.add_argument("--frames", type=int, default=frames, help="pixel frames, 8k+1")
+    p.add_argument("--height", type=int, default=height, help="pixel height, multiple of 32")
+    p.add_argument("--width", type=int, default=width, help="pixel width, multiple of 32")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--prompt", default="a red car driving through the city at night", help="text prompt")
+    p.add_argument("--negative-prompt", default="", help="negative prompt for CFG")
+    p.add_argument("--random-tiny", action="store_true", help="use a tiny randomly initialised model (no weights needed)")
+    add_video_size_arguments(p, 17, 64, 96)
+    p.add_argument("--frame-rate", type=float, default=25.0, help="frames per second")
+    p.add_argument("--steps", type=int, default=8, help="denoising steps")
+    p.add_argument("--guidance-scale", type=float, default=3.0, help="CFG scale; <= 1 turns CFG off")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--out", default="runs/generate", help="output folder")
+
+
+def main(args) -> int:
+    if not args.random_tiny:
+        raise ValueError(
+            "only --random-tiny generation exists so far (loading pipeline folders comes with "
+            "LTXPipeline, issue 4); pass --random-tiny"
+        )
+    result = generate_random_tiny(
+        args.prompt, args.out, seed=args.seed, negative_prompt=args.negative_prompt,
+        num_frames=args.frames, height=args.height, width=args.width, frame_rate=args.frame_rate,
+        num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
+    )
+    print(f"wrote {', '.join(result['files'])} and clip.json to {args.out} "
+          f"({result['shape'][0]} frames {result['shape'][1]}x{result['shape'][2]}, "
+          f"{result['generate_s']:.1f} s; {result['weights']})")
+    return 0

@@ -236,6 +236,22 @@ def check_accuracy(shape=(2, 2000, 4, 64), dtype: str = "bfloat16", seed: int = 
     return {"shape": list(shape), "dtype": dtype, "rel_l2": errs}
 
 
+def add_bench_arguments(p) -> None:
+    """`ltx-jax bench attention`: TFLOP/s per implementation and shape (B, L, N, K)."""
+    p.add_argument("--shapes", default=",".join("x".join(map(str, s)) for s in DEFAULT_SHAPES),
+                   help="comma-separated BxLxNxK self-attention shapes")
+    p.add_argument("--impls", default="pallas,cudnn,xla", help="comma-separated attention impls")
+    p.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16", "float16"), help="input dtype")
+    p.add_argument("--modes", default="fwd,fwd_bwd", help="fwd and/or fwd_bwd")
+    p.add_argument("--iters", type=int, default=20, help="calls per timing repeat")
+
+
+def run_bench(args) -> dict[str, Any]:
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    return bench_attention(shapes, tuple(args.impls.split(",")), dtype=args.dtype,
+                           modes=tuple(args.modes.split(",")), iters=args.iters)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m ltx_jax.nn.kernels.bench_attention [OUT.json]`: accuracy, autotune, benchmark."""
     argv = list(sys.argv[1:] if argv is None else argv)
