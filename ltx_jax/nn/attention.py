@@ -1,10 +1,28 @@
 """Multi-head attention core: one function, several implementations.
 
-`attention(q, k, v, mask=..., impl=...)` is the single entry point used by every model. `xla` is
-the reference (float32 logits and softmax, einsum); `cudnn` uses `jax.nn.dot_product_attention`
-with cuDNN's fused kernel on NVIDIA GPUs; `pallas` is our flash-attention kernel
-(`ltx_jax.nn.kernels.flash_gpu`, Triton lowering on GPU, Pallas interpret mode elsewhere). Later
-kernels (TPU splash, sequence-parallel) plug in here and are tested against `xla`.
+`attention(q, k, v, mask=..., impl=...)` is the single entry point used by every model:
+
+| impl      | what                                                                            |
+|-----------|---------------------------------------------------------------------------------|
+| `xla`     | the reference: einsum, float32 logits and softmax (materialises [Lq, Lk])       |
+| `cudnn`   | `jax.nn.dot_product_attention(implementation="cudnn")`, NVIDIA, bf16/fp16 only   |
+| `pallas`  | our flash kernel, `kernels/flash_gpu.py` (Triton on GPU, interpret mode elsewhere) |
+| `splash`  | the TPU splash kernel, `kernels/splash_tpu.py` (interpret mode off a TPU)        |
+| `ulysses` | sequence parallel over the mesh's `seq` axis by all-to-all (`kernels/seq_parallel.py`); runs `inner_impl` per device |
+| `ring`    | sequence parallel by a ring of key/value blocks; `inner_impl` xla or pallas      |
+| `auto`    | per platform and shape, below                                                   |
+
+`auto` (no measurements yet on this code's kernels; the ordering follows the issue's published
+figures: cuDNN ~410 TFLOP/s on an H100 at LTX's shape, splash the TPU reference kernel):
+
+| platform | short cross-attention (Lq != Lk, Lk <= SHORT_KV) | bf16/fp16, K % 8 == 0, K <= 128 | otherwise |
+|----------|-----------------------------------------------|---------------------------------|-----------|
+| GPU      | xla (the plain path; [Lq, Lk<=512] is small)   | cudnn                           | pallas    |
+| TPU      | xla                                            | splash                          | splash    |
+| CPU      | xla                                            | xla                             | xla       |
+
+So self-attention on a GPU never takes unfused XLA by default. `auto` does not choose sequence
+parallelism: that is a decision about the mesh, taken by config (`ulysses` / `ring`).
 
 Masking convention (api.md): `mask` is a [B, Lk] key mask, nonzero keeps a key. A query whose keys
 are all dropped returns zeros with zero gradients (a softmax over nothing is undefined; zeros are
@@ -18,9 +36,10 @@ import math
 import jax
 import jax.numpy as jnp
 
-IMPLS = ("xla", "cudnn", "pallas", "auto")
-# Implementations that later issues add; named here so the error for them is precise.
-PLANNED_IMPLS = ("splash", "ring")
+IMPLS = ("xla", "cudnn", "pallas", "splash", "ulysses", "ring", "auto")
+SEQ_PARALLEL_IMPLS = ("ulysses", "ring")
+# Cross-attention to at most this many keys takes the plain XLA path under impl="auto".
+SHORT_KV = 512
 
 # Finite "minus infinity": keeps fully masked rows NaN-free in float32 and bfloat16 logits.
 _MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
@@ -33,6 +52,7 @@ def attention(
     *,
     mask: jax.Array | None = None,
     impl: str = "xla",
+    inner_impl: str = "auto",
 ) -> jax.Array:
     """softmax(q k^T / sqrt(K)) v over heads.
 
@@ -42,8 +62,11 @@ def attention(
       v: [B, Lk, N, K] values.
       mask: optional [B, Lk] key mask (bool, integer or float; nonzero keeps the key).
       impl: "xla" (reference), "cudnn" (GPU, bfloat16/float16 inputs), "pallas" (our flash
-        kernel; interpret mode off a GPU, slow), or "auto" (on a GPU cudnn where it applies, else
-        pallas; xla elsewhere).
+        kernel; interpret mode off a GPU, slow), "splash" (TPU kernel; interpret mode off a TPU),
+        "ulysses" / "ring" (sequence parallel over the mesh's `seq` axis), or "auto" (the table
+        in the module docstring).
+      inner_impl: the per-device implementation of "ulysses" (any single-device impl) and
+        "ring" ("xla", "pallas" or "auto"); ignored otherwise.
 
     Returns:
       [B, Lq, N, K] in the dtype of `q`.
@@ -60,24 +83,38 @@ def attention(
         keep = mask != 0  # [B, Lk] bool
 
     if impl == "auto":
-        impl = _auto_impl(q)
+        impl = auto_impl(q, k)
     if impl == "xla":
         return _xla(q, k, v, keep)
     if impl == "cudnn":
         return _cudnn(q, k, v, keep)
     if impl == "pallas":
         return _pallas(q, k, v, keep)
-    if impl in PLANNED_IMPLS:
-        raise ValueError(f"attention impl {impl!r} is not built yet; available: {IMPLS}")
+    if impl == "splash":
+        from ltx_jax.nn.kernels.splash_tpu import splash_attention
+
+        return splash_attention(q, k, v, keep)
+    if impl in SEQ_PARALLEL_IMPLS:
+        if inner_impl in SEQ_PARALLEL_IMPLS:
+            raise ValueError(f"attention inner_impl {inner_impl!r} must be a single-device impl, not {SEQ_PARALLEL_IMPLS}")
+        from ltx_jax.nn.kernels.seq_parallel import seq_parallel_attention
+
+        return seq_parallel_attention(q, k, v, keep, mode=impl, inner_impl=inner_impl, attention_fn=attention)
     raise ValueError(f"unknown attention impl {impl!r}; valid: {IMPLS}")
 
 
-def _auto_impl(q: jax.Array) -> str:
-    if jax.default_backend() != "gpu":
+def auto_impl(q: jax.Array, k: jax.Array, platform: str | None = None) -> str:
+    """The implementation impl="auto" picks for these shapes (the module docstring's table)."""
+    platform = platform or jax.default_backend()
+    platform = "gpu" if platform in ("cuda", "rocm") else platform
+    lq, lk, kd = q.shape[1], k.shape[1], q.shape[-1]
+    if platform not in ("gpu", "tpu") or (lq != lk and lk <= SHORT_KV):
         return "xla"
-    if q.dtype in (jnp.bfloat16, jnp.float16) and q.shape[-1] % 8 == 0:
+    if platform == "tpu":
+        return "splash"
+    if q.dtype in (jnp.bfloat16, jnp.float16) and kd % 8 == 0 and kd <= 128:
         return "cudnn"
-    return "pallas"  # never unfused XLA on a GPU: it materialises the [Lq, Lk] scores
+    return "pallas"  # never unfused XLA for self-attention on a GPU: it materialises [Lq, Lk]
 
 
 def _xla(q, k, v, keep):

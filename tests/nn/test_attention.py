@@ -73,8 +73,8 @@ def test_errors():
     q, k, v = _qkv()
     with pytest.raises(ValueError, match="unknown attention impl 'flash'"):
         attention(q, k, v, impl="flash")
-    with pytest.raises(ValueError, match="'splash' is not built yet"):
-        attention(q, k, v, impl="splash")
+    with pytest.raises(ValueError, match="inner_impl 'ring' must be a single-device impl"):
+        attention(q, k, v, impl="ulysses", inner_impl="ring")
     with pytest.raises(ValueError, match="needs bfloat16 or float16"):
         attention(q, k, v, impl="cudnn")
     with pytest.raises(ValueError, match=r"mask must be \[B, Lk\] = \[3, 7\]"):

@@ -32,6 +32,7 @@ from jax.experimental.pallas import triton as plgpu
 # Finite "minus infinity" for masked logits: exp2(_MASK - m) is exactly 0, never NaN.
 _MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
 _LOG2E = math.log2(math.e)
+_LN2 = math.log(2.0)
 _MIN_BLOCK = 16  # Triton's smallest dot operand dimension.
 # A squeezed (size-1, dropped) block dimension; newer jax spells it pl.squeezed.
 _SQ = getattr(pl, "squeezed", None)
@@ -113,6 +114,7 @@ def flash_attention(
     *,
     block_sizes: BlockSizes | None = None,
     interpret: bool | None = None,
+    with_lse: bool = False,
 ) -> jax.Array:
     """softmax(q k^T / sqrt(K)) v, fused; differentiable in q, k and v.
 
@@ -123,6 +125,7 @@ def flash_attention(
       mask: optional [B, Lk] key mask, nonzero keeps a key (any dtype, any pattern).
       block_sizes: tiling; default from BLOCK_TABLE for the device and head dim.
       interpret: run the Pallas interpreter; default True off a GPU.
+      with_lse: also return the log-sum-exp (see flash_attention_lse).
 
     Returns:
       [B, Lq, N, K] in q's dtype; zeros for batch rows whose keys are all masked.
@@ -151,8 +154,20 @@ def flash_attention(
     if mask is not None:
         keep = _pad((mask != 0).astype(jnp.int32), ((0, 0), (0, lk_pad - lk)))  # [B, Lk_pad]
     cfg = _Cfg(blocks, 1.0 / math.sqrt(kd), lk, lk_pad, bool(interpret))
+    if with_lse:
+        out, lse = _flash_lse(q_p, k_p, v_p, keep, cfg)
+        # Base 2 -> natural log; [B, N, Lq_pad] -> [B, N, Lq]
+        return out[:, :lq, :, :kd], lse[:, :, :lq] * _LN2
     out = _flash(q_p, k_p, v_p, keep, cfg)
     return out if out.shape == q.shape else out[:, :lq, :, :kd]
+
+
+def flash_attention_lse(q, k, v, mask=None, *, block_sizes=None, interpret=None):
+    """flash_attention's output and the natural log-sum-exp of each query's logits, both
+    differentiable: (out [B, Lq, N, K], lse [B, N, Lq] float32). Rows with no kept key get
+    lse = +inf. Ring attention merges blocks with it.
+    """
+    return flash_attention(q, k, v, mask, block_sizes=block_sizes, interpret=interpret, with_lse=True)
 
 
 def _pad(x, widths):
@@ -357,12 +372,19 @@ def _forward(q, k, v, keep, cfg: _Cfg):
     )
 
 
-def _backward(q, k, v, keep, out, lse, do, cfg: _Cfg):
-    """Padded backward: (dq, dk, dv) from the saved output and log-sum-exp."""
+def _backward(q, k, v, keep, out, lse, do, cfg: _Cfg, dlse=None):
+    """Padded backward: (dq, dk, dv) from the saved output and log-sum-exp.
+
+    `dlse` is the cotangent of the base-2 lse [B, N, Lq] when it is an output too.
+    """
     b, lq, n, kp = q.shape
     lk, blk = k.shape[1], cfg.blocks
     # delta_i = sum_k o_ik do_ik = sum_j p_ij dp_ij, the softmax-Jacobian term; [B, Lq, N] -> [B, N, Lq]
     delta = jnp.sum(out.astype(jnp.float32) * do.astype(jnp.float32), axis=-1).transpose(0, 2, 1)
+    if dlse is not None:
+        # d lse2 / d s2_ij = p_ij and s2 = log2(e) * logits, so an lse cotangent g adds
+        # log2(e) * g * p_ij to the logits' gradient: exactly a shift of delta.
+        delta = delta - _LOG2E * jnp.where(jnp.isinf(lse), 0.0, dlse)
 
     bq, bk = blk.block_q_dkv, blk.block_k_dkv
     in_specs = [_seq_spec(lq, kp, False), _seq_spec(bk, kp, True), _seq_spec(bk, kp, True)]
@@ -405,3 +427,22 @@ def _flash_bwd(cfg: _Cfg, res, do):
 
 
 _flash.defvjp(_flash_fwd, _flash_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _flash_lse(q, k, v, keep, cfg: _Cfg):
+    return _forward(q, k, v, keep, cfg)
+
+
+def _flash_lse_fwd(q, k, v, keep, cfg: _Cfg):
+    out, lse = _forward(q, k, v, keep, cfg)
+    return (out, lse), (q, k, v, keep, out, lse)
+
+
+def _flash_lse_bwd(cfg: _Cfg, res, cts):
+    q, k, v, keep, out, lse = res
+    do, dlse = cts
+    return (*_backward(q, k, v, keep, out, lse, do, cfg, dlse), None)
+
+
+_flash_lse.defvjp(_flash_lse_fwd, _flash_lse_bwd)

@@ -1,0 +1,203 @@
+"""Sequence-parallel attention over the mesh's `seq` axis: Ulysses (all-to-all) and ring.
+
+Both run under `jax.shard_map` on the mesh set with `jax.set_mesh` (read back with
+`jax.sharding.get_abstract_mesh()`), with the batch on ("data", "fsdp"), the sequence on "seq" and
+the heads on "tensor" wherever those axes divide the array (else that dimension is replicated),
+so they compose with data, FSDP and tensor parallelism. Without a mesh, or with a `seq` axis of
+size 1, they are the inner implementation on the whole arrays.
+
+- Ulysses (DeepSpeed-Ulysses, arXiv 2309.14509): each device holds L/s tokens of every head; an
+  all-to-all turns that into all L tokens of N/s heads, the inner kernel (any attention() impl)
+  runs there with the full key mask, and a second all-to-all returns to the token split. Heads
+  are zero-padded to a multiple of s (a zero head attends uniformly to zero values: output 0,
+  cut off afterwards).
+- Ring (arXiv 2310.01889): queries stay put; key/value blocks (and their mask block) travel
+  around the `seq` ring with `ppermute`, s steps. Each step gives a block output and its
+  log-sum-exp, merged with the running pair by the online-softmax rule. The inner block is XLA
+  (einsum, float32 softmax) or our Pallas kernel (`flash_gpu.flash_attention_lse`); gradients
+  flow back through the ring by autodiff (ppermute transposes to the reverse ring).
+
+Self-attention (Lq == Lk) is sequence-parallel; cross-attention (Lq != Lk: the video attending to
+a short text) keeps the queries split on `seq` and replicates k, v and the mask, the plain path.
+Lengths that `seq` does not divide are zero-padded; padded keys are masked, padded queries cut.
+Batch rows whose keys are all masked return zeros with zero gradients (attention()'s contract).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.sharding import PartitionSpec as P
+
+from ltx_jax.sharding import MESH_AXES
+
+SEQ_AXIS = MESH_AXES[2]  # "seq"
+BATCH_AXES = MESH_AXES[:2]  # ("data", "fsdp")
+HEAD_AXIS = MESH_AXES[3]  # "tensor"
+RING_INNER = ("xla", "pallas")
+# Finite "minus infinity" (as attention.py): merged log-sum-exps of empty blocks stay NaN-free.
+_MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
+
+AttentionFn = Callable[..., jax.Array]  # attention(q, k, v, mask=..., impl=...)
+
+
+def seq_parallel_attention(q, k, v, keep, *, mode: str, inner_impl: str, attention_fn: AttentionFn):
+    """Ulysses or ring attention of [B, L, N, K] arrays over the current mesh's `seq` axis.
+
+    Args:
+      q: [B, Lq, N, K]; k, v: [B, Lk, N, K].
+      keep: [B, Lk] bool key mask or None.
+      mode: "ulysses" or "ring".
+      inner_impl: the per-device implementation (an attention() impl for Ulysses and the
+        cross-attention path; one of RING_INNER, or "auto", for ring).
+      attention_fn: attention() itself (passed in to avoid an import cycle).
+
+    Returns:
+      [B, Lq, N, K] in q's dtype.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    s = _axis_size(mesh, SEQ_AXIS)
+    if s == 1:
+        return attention_fn(q, k, v, mask=keep, impl=inner_impl)
+    if mode == "ring":
+        inner_impl = _ring_inner(inner_impl)
+    b, lq, n, kd = q.shape
+    lk = k.shape[1]
+    batch = _divisible_axes(mesh, BATCH_AXES, b)
+    heads = HEAD_AXIS if n % _axis_size(mesh, HEAD_AXIS) == 0 and _axis_size(mesh, HEAD_AXIS) > 1 else None
+    self_attn = lq == lk
+
+    # Pad the sequence to a multiple of s; padded keys are masked, padded queries cut off below.
+    lq_pad = -(-lq // s) * s
+    q = _pad_len(q, lq_pad)
+    if self_attn:
+        if keep is None and lq_pad != lq:
+            keep = jnp.ones((b, lk), bool)
+        k, v = _pad_len(k, lq_pad), _pad_len(v, lq_pad)
+        keep = None if keep is None else jnp.pad(keep, ((0, 0), (0, lq_pad - lk)))  # [B, L_pad]
+
+    x_spec = P(batch, SEQ_AXIS, heads, None)
+    kv_spec = x_spec if self_attn else P(batch, None, heads, None)
+    if not self_attn:
+        body = lambda q, k, v, m: attention_fn(q, k, v, mask=m, impl=inner_impl)  # noqa: E731
+        m_spec = P(batch, None)
+    elif mode == "ulysses":
+        body = partial(_ulysses, s=s, inner_impl=inner_impl, attention_fn=attention_fn)
+        m_spec = P(batch, None)  # every device needs the whole key mask after the all-to-all
+    elif mode == "ring":
+        body = partial(_ring, s=s, inner_impl=inner_impl)
+        m_spec = P(batch, SEQ_AXIS)  # the mask block travels with its keys
+    else:
+        raise ValueError(f"sequence-parallel mode must be 'ulysses' or 'ring', got {mode!r}")
+
+    if keep is None:
+        fn = jax.shard_map(lambda q, k, v: body(q, k, v, None), mesh=mesh,
+                           in_specs=(x_spec, kv_spec, kv_spec), out_specs=x_spec, check_vma=False)
+        out = fn(q, k, v)
+    else:
+        fn = jax.shard_map(body, mesh=mesh, in_specs=(x_spec, kv_spec, kv_spec, m_spec), out_specs=x_spec,
+                           check_vma=False)
+        out = fn(q, k, v, keep)
+    return out[:, :lq]
+
+
+def _axis_size(mesh, name: str) -> int:
+    if mesh is None or mesh.empty or name not in mesh.axis_names:
+        return 1
+    return dict(mesh.shape)[name]
+
+
+def _divisible_axes(mesh, names, size: int):
+    """The mesh axes of `names` (in order, size > 1) whose running product divides `size`, or None."""
+    used, prod = [], 1
+    for name in names:
+        n = _axis_size(mesh, name)
+        if n > 1 and size % (prod * n) == 0:
+            used.append(name)
+            prod *= n
+    return tuple(used) or None
+
+
+def _pad_len(x, length: int):
+    """[B, L, ...] -> [B, length, ...] with zeros."""
+    if x.shape[1] == length:
+        return x
+    return jnp.pad(x, ((0, 0), (0, length - x.shape[1])) + ((0, 0),) * (x.ndim - 2))
+
+
+def _ring_inner(inner_impl: str) -> str:
+    if inner_impl == "auto":
+        return "pallas" if jax.default_backend() == "gpu" else "xla"
+    if inner_impl not in RING_INNER:
+        raise ValueError(f"ring attention's inner_impl must be one of {RING_INNER + ('auto',)}, got {inner_impl!r} "
+                         "(ring merges block log-sum-exps, which only these return)")
+    return inner_impl
+
+
+# ------------------------------------------------------------------------------------------------
+# Per-device bodies (inside shard_map): arrays are the local shards.
+
+
+def _ulysses(q, k, v, keep, *, s: int, inner_impl: str, attention_fn: AttentionFn):
+    """Local [b, L/s, n, K] -> all-to-all -> [b, L, n/s, K] -> attention -> back."""
+    n = q.shape[2]
+    n_pad = -(-n // s) * s
+    pad_heads = lambda x: x if n_pad == n else jnp.pad(x, ((0, 0), (0, 0), (0, n_pad - n), (0, 0)))  # noqa: E731
+    # [b, L/s, n_pad, K] -> [b, L, n_pad/s, K]: split heads across the ring, gather the sequence.
+    gather = lambda x: lax.all_to_all(pad_heads(x), SEQ_AXIS, split_axis=2, concat_axis=1, tiled=True)  # noqa: E731
+    out = attention_fn(gather(q), gather(k), gather(v), mask=keep, impl=inner_impl)
+    # [b, L, n_pad/s, K] -> [b, L/s, n_pad, K]
+    out = lax.all_to_all(out, SEQ_AXIS, split_axis=1, concat_axis=2, tiled=True)
+    return out[:, :, :n]
+
+
+def _ring(q, k, v, keep, *, s: int, inner_impl: str):
+    """Local queries [b, L/s, n, K] against the s key/value blocks passed around the ring."""
+    block = _block_xla if inner_impl == "xla" else _block_pallas
+    perm = [(i, (i + 1) % s) for i in range(s)]
+    if keep is None:
+        keep = jnp.ones(k.shape[:2], bool)  # [b, L/s]; rotates with its block
+    out, lse = None, None
+    for step in range(s):
+        o_blk, lse_blk = block(q, k, v, keep)  # [b, Lq, n, K] f32, [b, n, Lq] f32
+        if out is None:
+            out, lse = o_blk, lse_blk
+        else:
+            lse_new = jnp.logaddexp(lse, lse_blk)
+            w_old = jnp.exp(lse - lse_new).transpose(0, 2, 1)[..., None]  # [b, n, Lq] -> [b, Lq, n, 1]
+            w_blk = jnp.exp(lse_blk - lse_new).transpose(0, 2, 1)[..., None]
+            out, lse = out * w_old + o_blk * w_blk, lse_new
+        if step < s - 1:
+            k, v, keep = (lax.ppermute(x, SEQ_AXIS, perm) for x in (k, v, keep))
+    # A batch row with no kept key anywhere on the ring: zeros, and (through where) zero gradients.
+    any_key = lax.psum(jnp.any(keep, axis=-1).astype(jnp.int32), SEQ_AXIS) > 0  # [b]
+    return jnp.where(any_key[:, None, None, None], out, 0.0).astype(q.dtype)
+
+
+def _block_xla(q, k, v, keep):
+    """One block: normalised output [b, Lq, n, K] float32 and natural log-sum-exp [b, n, Lq].
+
+    A query whose block keys are all masked gets lse ~ _MASK_VALUE, i.e. zero weight in the merge.
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    logits = jnp.einsum("bqnk,bsnk->bnqs", q, k, preferred_element_type=jnp.float32) * scale
+    logits = jnp.where(keep[:, None, None, :], logits, _MASK_VALUE)
+    lse = jax.nn.logsumexp(logits, axis=-1)  # [b, n, Lq]
+    probs = jnp.exp(logits - lse[..., None])
+    out = jnp.einsum("bnqs,bsnk->bqnk", probs.astype(v.dtype), v, preferred_element_type=jnp.float32)
+    return out, lse
+
+
+def _block_pallas(q, k, v, keep):
+    """As _block_xla with our flash kernel (its lse is differentiable too)."""
+    from ltx_jax.nn.kernels.flash_gpu import flash_attention_lse
+
+    out, lse = flash_attention_lse(q, k, v, keep)
+    # The kernel marks empty rows with lse = +inf (so its backward sees p = 0); for the merge an
+    # empty block must weigh nothing instead.
+    return out.astype(jnp.float32), jnp.where(jnp.isinf(lse), _MASK_VALUE, lse)
