@@ -21,6 +21,7 @@ _LAZY = {
     "DiTConfig": ("ltx_jax.config", "DiTConfig"),
     "dit_config": ("ltx_jax.config", "dit_config"),
     "load_config": ("ltx_jax.config", "load_config"),
+    "LTXPipeline": ("ltx_jax.pipeline", "LTXPipeline"),
 }
 
 

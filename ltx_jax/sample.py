@@ -1,24 +1,19 @@
-"""Entry point: text -> video with the JAX components (T5, Transformer3D, VAE, sampler).
+"""`ltx-jax generate`: text (or image) to video with `LTXPipeline`, writing mp4 + JSON sidecar.
 
-`text_to_video` follows diffusers' `LTXPipeline` (the default semantics of api.md): T5 runs without
-its attention mask (the mask is used in cross-attention only), latents are sampled in the
-normalised space with the token-count-shifted schedule and CFG batched into one model call, the
-whole denoising loop is one jitted program, and decode noise is added to de-normalised latents
-before the timestep-conditioned decoder runs its last denoising step.
-
-`tiny_random_components` builds a tiny, randomly initialised set of components (nothing is
-downloaded), which is what the quickstart runs until trained weights can be loaded.
-The full `LTXPipeline` (image conditioning, official semantics, STG) is issue 4's.
+`ltx-jax generate PATH --prompt ...` loads a diffusers pipeline folder; `--random-tiny` builds a
+tiny, randomly initialised pipeline instead (nothing is downloaded), which is what the quickstart
+runs until trained weights can be loaded. Sizes that the VAE cannot produce are rounded to the
+nearest valid ones, and the verb says so (the library itself refuses them). The stages
+(encode / denoise / decode) are reported on stderr as they start and end.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
+import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -26,13 +21,11 @@ import numpy as np
 from flax import nnx
 
 from ltx_jax.config import dit_config
-from ltx_jax.diffusion.guidance import diffusers_guidance
-from ltx_jax.diffusion.sampler import Conditioning, denoise, transformer_model_fn
-from ltx_jax.diffusion.schedules import schedule_from_config
 from ltx_jax.dit.transformer import Transformer3D
 from ltx_jax.nn.layers import jit_init
+from ltx_jax.pipeline import LTXPipeline, settings_record
+from ltx_jax.pipeline_inputs import latent_grid, round_video_size  # noqa: F401 (latent_grid re-exported)
 from ltx_jax.text.t5 import T5Config, T5Encoder
-from ltx_jax.text.tokenizer import encode_prompts
 from ltx_jax.vae.autoencoder import CausalVideoAutoencoder
 from ltx_jax.vae.config import VARIANTS as VAE_VARIANTS
 
@@ -44,29 +37,9 @@ DIFFUSERS_SCHEDULER = {
     "time_shift_type": "exponential",
 }
 
-
-@dataclasses.dataclass
-class Components:
-    """Everything text_to_video needs."""
-
-    tokenizer: Any
-    text_encoder: T5Encoder
-    transformer: Transformer3D
-    vae: CausalVideoAutoencoder
-    scheduler_config: dict
-
-
-def latent_grid(frames: int, height: int, width: int, vae_scale=(8, 32, 32)) -> tuple[int, int, int]:
-    """Pixel video size -> latent (F', H', W'), refusing sizes the VAE cannot produce."""
-    st, ss = vae_scale[0], vae_scale[1]
-    if frames < 1 or (frames - 1) % st:
-        lo = (frames - 1) // st * st + 1
-        raise ValueError(f"frames={frames} is not {st}k+1; nearest valid: {max(lo, 1)}, {lo + st}")
-    for name, n in (("height", height), ("width", width)):
-        if n < ss or n % ss:
-            lo = max(n // ss * ss, ss)
-            raise ValueError(f"{name}={n} is not a positive multiple of {ss}; nearest valid: {lo}, {lo + ss}")
-    return (frames - 1) // st + 1, height // ss, width // ss
+# What the quickstart generates with the tiny random pipeline (small enough for a CPU).
+TINY_SETTINGS = dict(num_frames=17, height=64, width=96, num_inference_steps=8, guidance_scale=3.0,
+                     decode_timestep=0.05, max_sequence_length=32)
 
 
 def tiny_tokenizer():
@@ -81,71 +54,15 @@ def tiny_tokenizer():
     return T5TokenizerFast(vocab=pieces, extra_ids=0)
 
 
-def tiny_random_components(seed: int = 0) -> Components:
+def tiny_random_pipeline(seed: int = 0) -> LTXPipeline:
     """Tiny random T5 (width 24), DiT (`tiny` variant) and VAE (`tiny-0.9.1`, t-conditioned)."""
     tokenizer = tiny_tokenizer()
     t5_cfg = T5Config(vocab_size=len(tokenizer), d_model=24, d_kv=8, d_ff=48, num_heads=3, num_layers=2)
     t5 = jit_init(lambda: T5Encoder(t5_cfg, rngs=nnx.Rngs(seed)))
     dit = jit_init(lambda: Transformer3D(dit_config("tiny"), rngs=nnx.Rngs(seed + 1)))
     vae = jit_init(lambda: CausalVideoAutoencoder(VAE_VARIANTS["tiny-0.9.1"], rngs=nnx.Rngs(seed + 2)))
-    return Components(tokenizer, t5, dit, vae, dict(DIFFUSERS_SCHEDULER))
-
-
-def text_to_video(
-    c: Components,
-    prompt: str | Sequence[str],
-    negative_prompt: str | Sequence[str] = "",
-    *,
-    num_frames: int = 17,
-    height: int = 64,
-    width: int = 96,
-    frame_rate: float = 25.0,
-    num_inference_steps: int = 8,
-    guidance_scale: float = 3.0,
-    decode_timestep: float = 0.05,
-    decode_noise_scale: float | None = None,
-    max_sequence_length: int = 32,
-    seed: int = 0,
-) -> np.ndarray:
-    """Generates videos, diffusers `LTXPipeline` semantics.
-
-    Returns:
-      float32 [B, num_frames, height, width, 3] in [0, 1].
-    """
-    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
-    spatial, temporal = c.vae.spatial_compression, c.vae.temporal_compression
-    f, h, w = latent_grid(num_frames, height, width, (temporal, spatial, spatial))
-    use_cfg = guidance_scale > 1.0
-
-    # Text: diffusers runs T5 without its mask and uses the mask in cross-attention only.
-    def embed(texts):
-        ids, mask = encode_prompts(c.tokenizer, texts, max_sequence_length)
-        return c.text_encoder(jnp.asarray(ids)), jnp.asarray(mask)
-
-    text, text_mask = embed(prompts)
-    neg_text, neg_mask = embed(negatives) if use_cfg else (None, None)
-
-    key = jax.random.key(seed)
-    noise_key, decode_key = jax.random.split(key)
-    b, ch = len(prompts), c.transformer.config.in_channels
-    latents = jax.random.normal(noise_key, (b, f, h, w, ch), jnp.float32)
-    sigmas = schedule_from_config(c.scheduler_config, num_inference_steps, f * h * w)
-    model_fn, params = transformer_model_fn(c.transformer, frame_rate=frame_rate, vae_scale=(temporal, spatial, spatial))
-    cond = Conditioning(text_embeds=text, text_mask=text_mask, neg_text_embeds=neg_text, neg_text_mask=neg_mask)
-    guidance = diffusers_guidance(len(sigmas), guidance_scale, use_cfg=use_cfg)
-    latents = denoise(model_fn, params, latents, jnp.asarray(sigmas), cond, guidance, key=key)
-
-    # Decode: de-normalise, add decode noise there (diffusers), let the decoder finish denoising.
-    latents = c.vae.denormalize(latents)
-    if c.vae.cfg.timestep_conditioning:
-        scale = decode_timestep if decode_noise_scale is None else decode_noise_scale
-        noise = jax.random.normal(decode_key, latents.shape, jnp.float32)
-        latents = (1.0 - scale) * latents + scale * noise
-        video = c.vae.decode(latents, jnp.full((b,), decode_timestep, jnp.float32))
-    else:
-        video = c.vae.decode(latents)
-    return np.asarray(jnp.clip((video + 1.0) / 2.0, 0.0, 1.0), np.float32)
+    return LTXPipeline(tokenizer=tokenizer, text_encoder=t5, transformer=dit, vae=vae,
+                       scheduler_config=dict(DIFFUSERS_SCHEDULER))
 
 
 def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float) -> str | None:
@@ -165,26 +82,52 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float) -> str 
     return path
 
 
-def generate_random_tiny(prompt: str, out_dir: str | os.PathLike, *, seed: int = 0, **kwargs) -> dict:
-    """The quickstart job: a tiny random model generates a clip into out_dir (frames, mp4, JSON)."""
+def stage_printer(stream=None):
+    """A `progress` callback that prints each stage as it starts, with the previous stage's time."""
+    state = {"stage": None, "t": 0.0}
+
+    def report(stage: str, info: dict) -> None:
+        now, out = time.perf_counter(), stream or sys.stderr
+        if state["stage"] is not None:
+            print(f"  {state['stage']} done in {now - state['t']:.2f} s", file=out, flush=True)
+        details = ", ".join(f"{k} {v}" for k, v in info.items())
+        print(f"[{stage}] {details}", file=out, flush=True)
+        state.update(stage=stage, t=now)
+
+    return report
+
+
+def generate(pipe: LTXPipeline, prompt: str, out_dir: str | os.PathLike, *, seed: int = 0, weights: str = "",
+             progress=None, **kwargs) -> dict:
+    """Runs `pipe` and writes frames.npy, clip.mp4 and the clip.json sidecar (every setting, the seed)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    components = tiny_random_components(seed)
-    t1 = time.perf_counter()
-    video = text_to_video(components, prompt, seed=seed, **kwargs)
-    t2 = time.perf_counter()
+    video = pipe(prompt, seed=seed, progress=progress, **kwargs)
+    total = time.perf_counter() - t0
     np.save(out / "frames.npy", video[0])
     mp4 = write_video(video[0], out / "clip.mp4", kwargs.get("frame_rate", 25.0))
     sidecar = {
-        "prompt": prompt, "seed": seed, "weights": "tiny random (no trained weights)",
-        "settings": {k: v for k, v in kwargs.items()}, "shape": list(video.shape[1:]),
+        "prompt": prompt, "seed": seed, "weights": weights,
+        "settings": settings_record(**kwargs), "shape": list(video.shape[1:]),
         "files": ["frames.npy"] + (["clip.mp4"] if mp4 else []),
-        "build_s": round(t1 - t0, 3), "generate_s": round(t2 - t1, 3),
+        "timings_s": {k: round(v, 3) for k, v in pipe.timings.items()}, "generate_s": round(total, 3),
         "hardware": jax.devices()[0].device_kind,
     }
     (out / "clip.json").write_text(json.dumps(sidecar, indent=2) + "\n")
     return sidecar
+
+
+def generate_random_tiny(prompt: str, out_dir: str | os.PathLike, *, seed: int = 0, progress=None, **kwargs) -> dict:
+    """The quickstart job: a tiny random pipeline generates a clip into out_dir (frames, mp4, JSON)."""
+    t0 = time.perf_counter()
+    pipe = tiny_random_pipeline(seed)
+    build = time.perf_counter() - t0
+    result = generate(pipe, prompt, out_dir, seed=seed, weights="tiny random (no trained weights)",
+                      progress=progress, **{**TINY_SETTINGS, **kwargs})
+    result["build_s"] = round(build, 3)
+    (Path(out_dir) / "clip.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def add_video_size_arguments(p, frames: int, height: int, width: int) -> None:
@@ -195,28 +138,58 @@ def add_video_size_arguments(p, frames: int, height: int, width: int) -> None:
 
 
 def add_arguments(p) -> None:
+    p.add_argument("model", nargs="?", default=None, help="diffusers pipeline folder (transformer/, vae/, ...)")
     p.add_argument("--prompt", default="a red car driving through the city at night", help="text prompt")
     p.add_argument("--negative-prompt", default="", help="negative prompt for CFG")
     p.add_argument("--random-tiny", action="store_true", help="use a tiny randomly initialised model (no weights needed)")
-    add_video_size_arguments(p, 17, 64, 96)
+    p.add_argument("--image", default=None, help="image file conditioning the first frame (image-to-video)")
+    p.add_argument("--semantics", default="diffusers", choices=("diffusers", "official"), help="reference behaviour")
+    add_video_size_arguments(p, None, None, None)
     p.add_argument("--frame-rate", type=float, default=25.0, help="frames per second")
-    p.add_argument("--steps", type=int, default=8, help="denoising steps")
-    p.add_argument("--guidance-scale", type=float, default=3.0, help="CFG scale; <= 1 turns CFG off")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the semantics' default)")
+    p.add_argument("--guidance-scale", type=float, default=None, help="CFG scale; <= 1 turns CFG off")
+    p.add_argument("--stg-scale", type=float, default=None, help="STG scale (official semantics)")
+    p.add_argument("--stg-blocks", type=int, nargs="*", default=None, help="STG skip blocks (official semantics)")
+    p.add_argument("--decode-timestep", type=float, default=None, help="VAE decode timestep")
+    p.add_argument("--decode-noise-scale", type=float, default=None, help="decode noise scale")
+    p.add_argument("--max-sequence-length", type=int, default=None, help="T5 tokens")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="DiT and VAE dtype")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--out", default="runs/generate", help="output folder")
 
 
+def _call_kwargs(args) -> dict:
+    kw = dict(negative_prompt=args.negative_prompt, frame_rate=args.frame_rate, semantics=args.semantics)
+    for name, key in (("steps", "num_inference_steps"), ("guidance_scale", "guidance_scale"),
+                      ("stg_scale", "stg_scale"), ("stg_blocks", "skip_block_list"),
+                      ("decode_timestep", "decode_timestep"), ("decode_noise_scale", "decode_noise_scale"),
+                      ("max_sequence_length", "max_sequence_length"), ("image", "image")):
+        if getattr(args, name) is not None:
+            kw[key] = getattr(args, name)
+    return kw
+
+
 def main(args) -> int:
-    if not args.random_tiny:
-        raise ValueError(
-            "only --random-tiny generation exists so far (loading pipeline folders comes with "
-            "LTXPipeline, issue 4); pass --random-tiny"
-        )
-    result = generate_random_tiny(
-        args.prompt, args.out, seed=args.seed, negative_prompt=args.negative_prompt,
-        num_frames=args.frames, height=args.height, width=args.width, frame_rate=args.frame_rate,
-        num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
-    )
+    if args.random_tiny == (args.model is not None):
+        raise ValueError("give a pipeline folder (ltx-jax generate PATH ...) or --random-tiny, not both or neither")
+    kw = _call_kwargs(args)
+    defaults = TINY_SETTINGS if args.random_tiny else dict(num_frames=121, height=512, width=768)
+    size = [args.frames or defaults["num_frames"], args.height or defaults["height"], args.width or defaults["width"]]
+    (f, h, w), notes = round_video_size(*size)
+    for note in notes:
+        print(f"ltx-jax generate: rounded {note}", file=sys.stderr)
+    kw.update(num_frames=f, height=h, width=w)
+    progress = stage_printer()
+    if args.random_tiny:
+        result = generate_random_tiny(args.prompt, args.out, seed=args.seed, progress=progress, **kw)
+    else:
+        if not Path(args.model).is_dir():
+            raise ValueError(f"pipeline folder not found: {args.model}")
+        dtype = jnp.dtype(args.dtype)
+        pipe = LTXPipeline.from_pretrained(args.model, dtype=dtype, param_dtype=dtype,
+                                           text_encoder_dtype=jnp.float32)
+        result = generate(pipe, args.prompt, args.out, seed=args.seed, weights=str(args.model), progress=progress, **kw)
+    print(f"  decode done in {result['timings_s'].get('decode', 0.0):.2f} s", file=sys.stderr)
     print(f"wrote {', '.join(result['files'])} and clip.json to {args.out} "
           f"({result['shape'][0]} frames {result['shape'][1]}x{result['shape'][2]}, "
           f"{result['generate_s']:.1f} s; {result['weights']})")

@@ -7,7 +7,7 @@ import pytest
 
 import ltx_jax
 from ltx_jax.cli import build_parser, main
-from ltx_jax.sample import text_to_video, tiny_random_components
+from ltx_jax.sample import tiny_random_pipeline
 from tests.dit.test_parity_diffusers import CASES, build_diffusers
 
 
@@ -69,15 +69,15 @@ def test_bench_rejects_bad_sizes(capsys):
 
 
 @pytest.fixture(scope="module")
-def components():
-    return tiny_random_components(0)
+def pipe():
+    return tiny_random_pipeline(0)
 
 
-def test_generation_is_deterministic_per_seed(components):
-    kw = dict(num_frames=9, height=32, width=64, num_inference_steps=3)
-    a = text_to_video(components, "a red cat", seed=1, **kw)
-    b = text_to_video(components, "a red cat", seed=1, **kw)
-    c = text_to_video(components, "a red cat", seed=2, **kw)
+def test_generation_is_deterministic_per_seed(pipe):
+    kw = dict(num_frames=9, height=32, width=64, num_inference_steps=3, decode_timestep=0.05)
+    a = pipe("a red cat", seed=1, **kw)
+    b = pipe("a red cat", seed=1, **kw)
+    c = pipe("a red cat", seed=2, **kw)
     assert a.shape == (1, 9, 32, 64, 3) and a.dtype == np.float32
     assert a.min() >= 0 and a.max() <= 1
     np.testing.assert_array_equal(a, b)
@@ -93,5 +93,7 @@ def test_generate_verb_writes_clip(tmp_path, capsys):
     sidecar = json.loads((tmp_path / "clip.json").read_text())
     assert sidecar["prompt"] == "a blue car" and sidecar["settings"]["num_inference_steps"] == 2
     assert (tmp_path / "clip.mp4").stat().st_size > 0
-    assert main(["generate", "--frames", "9"]) == 2  # no weights to load yet
+    err = capsys.readouterr().err
+    assert "[encode]" in err and "[denoise]" in err and "[decode]" in err
+    assert main(["generate", "--frames", "9"]) == 2  # neither a folder nor --random-tiny
     assert "--random-tiny" in capsys.readouterr().err

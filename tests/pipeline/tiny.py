@@ -1,0 +1,75 @@
+"""A tiny random diffusers LTX-Video pipeline folder (transformer, VAE, T5, tokenizer, scheduler).
+
+Everything is built offline with diffusers / transformers and saved with `save_pretrained`, the
+layout `LTXPipeline.from_pretrained` reads. Parameters are randomised (diffusers leaves norms at 1
+and biases at 0) so every tensor matters; the VAE's noise-injection scales stay 0 because
+diffusers draws that noise from torch's global RNG.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel
+from diffusers import LTXPipeline as TorchLTXPipeline
+from transformers import T5Config as TorchT5Config
+from transformers import T5EncoderModel
+
+from ltx_jax.sample import DIFFUSERS_SCHEDULER, tiny_tokenizer
+from ltx_jax.vae.config import VARIANTS
+
+C = 8  # latent channels of the tiny VAE variants
+T5_WIDTH = 24
+
+
+def _randomize(module: torch.nn.Module, seed: int, scale: float) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if "per_channel_scale" in name:
+                continue
+            if name.endswith("timestep_scale_multiplier"):
+                p.fill_(731.0)
+            else:
+                p.add_(scale * torch.randn(p.shape, generator=g))
+
+
+def build_components(family: str = "0.9.1", seed: int = 0) -> dict:
+    """The torch modules of a tiny LTX pipeline (VAE family '0.9.0' or '0.9.1')."""
+    torch.manual_seed(seed)
+    tokenizer = tiny_tokenizer()
+    t5 = T5EncoderModel(TorchT5Config(vocab_size=len(tokenizer), d_model=T5_WIDTH, d_kv=8, d_ff=48, num_heads=3,
+                                      num_layers=2, feed_forward_proj="gated-gelu")).eval()
+    _randomize(t5, seed, 0.1)
+    transformer = LTXVideoTransformer3DModel(in_channels=C, out_channels=C, num_attention_heads=2,
+                                             attention_head_dim=16, cross_attention_dim=32, num_layers=2,
+                                             caption_channels=T5_WIDTH).eval()
+    _randomize(transformer, seed + 1, 0.3)
+    cfg = VARIANTS["tiny-" + family].to_diffusers()
+    cfg.pop("_class_name")
+    vae = AutoencoderKLLTXVideo(**cfg).eval()
+    _randomize(vae, seed + 2, 0.1)
+    g = torch.Generator().manual_seed(seed + 3)
+    with torch.no_grad():
+        vae.latents_mean.normal_(generator=g).mul_(0.3)
+        vae.latents_std.uniform_(0.5, 2.0, generator=g)
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(DIFFUSERS_SCHEDULER)
+    return dict(scheduler=scheduler, vae=vae, text_encoder=t5, tokenizer=tokenizer, transformer=transformer)
+
+
+def save_pipeline(folder, family: str = "0.9.1", seed: int = 0) -> dict:
+    """Builds and saves the pipeline folder; returns the torch components."""
+    parts = build_components(family, seed)
+    TorchLTXPipeline(**parts).save_pretrained(str(folder))
+    return parts
+
+
+def pack(latents: np.ndarray) -> torch.Tensor:
+    """Our [B, F, H, W, C] -> diffusers' packed [B, L, C] (patch size 1: the same memory order)."""
+    b, f, h, w, c = latents.shape
+    return torch.from_numpy(np.ascontiguousarray(latents).reshape(b, f * h * w, c))  # -> [B, L, C]
+
+
+def channels_last(t: torch.Tensor) -> np.ndarray:
+    """[B, C, F, H, W] torch -> [B, F, H, W, C] numpy."""
+    return t.detach().float().numpy().transpose(0, 2, 3, 4, 1)
