@@ -7,7 +7,7 @@ import pytest
 
 import ltx_jax
 from ltx_jax.cli import build_parser, main
-from ltx_jax.sample import tiny_random_pipeline
+from tests.pipeline.tiny import random_pipeline
 from tests.dit.test_parity_diffusers import CASES, build_diffusers
 
 
@@ -70,7 +70,7 @@ def test_bench_rejects_bad_sizes(capsys):
 
 @pytest.fixture(scope="module")
 def pipe():
-    return tiny_random_pipeline(0)
+    return random_pipeline(0)
 
 
 def test_generation_is_deterministic_per_seed(pipe):

@@ -73,3 +73,33 @@ def pack(latents: np.ndarray) -> torch.Tensor:
 def channels_last(t: torch.Tensor) -> np.ndarray:
     """[B, C, F, H, W] torch -> [B, F, H, W, C] numpy."""
     return t.detach().float().numpy().transpose(0, 2, 3, 4, 1)
+
+
+def random_pipeline(seed: int = 0):
+    """Our tiny pipeline (the quickstart's shapes) with numpy-random weights: no init compile."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from ltx_jax.config import dit_config
+    from ltx_jax.dit.transformer import Transformer3D
+    from ltx_jax.pipeline import LTXPipeline
+    from ltx_jax.text.t5 import T5Config, T5Encoder
+    from tests.vae.helpers import random_vae
+
+    tokenizer = tiny_tokenizer()
+    rng = np.random.default_rng(seed)
+
+    def randomized(make):
+        module = nnx.eval_shape(make)
+        for _, var in nnx.iter_graph(module):
+            if isinstance(var, nnx.Param):
+                shape = var.get_value().shape
+                std = float(np.prod(shape[:-1])) ** -0.5 if len(shape) > 1 else 0.1
+                var.set_value(jnp.asarray(rng.normal(0.0, std, shape), jnp.float32))
+        return module
+
+    t5_cfg = T5Config(vocab_size=len(tokenizer), d_model=T5_WIDTH, d_kv=8, d_ff=48, num_heads=3, num_layers=2)
+    t5 = randomized(lambda: T5Encoder(t5_cfg, rngs=nnx.Rngs(0)))
+    dit = randomized(lambda: Transformer3D(dit_config("tiny"), rngs=nnx.Rngs(0)))
+    return LTXPipeline(tokenizer=tokenizer, text_encoder=t5, transformer=dit, vae=random_vae("tiny-0.9.1", seed),
+                       scheduler_config=dict(DIFFUSERS_SCHEDULER))
