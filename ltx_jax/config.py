@@ -121,11 +121,117 @@ def to_dtype(name: str):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class MeshConfig:
+    """Device mesh and sharding strategy (house_style.md 9.5; ltx_jax.sharding)."""
+
+    # Mesh axis sizes, outermost first; exactly one may be -1 (all remaining devices).
+    data: int = 1
+    fsdp: int = -1
+    seq: int = 1
+    tensor: int = 1
+    # Multi-slice: how many slices (over DCN) the `data` axis spans; 1 for one slice or a GPU node.
+    dcn_data: int = 1
+    # Named logical-axis rules preset, a key of ltx_jax.sharding.PRESETS.
+    preset: str = "fsdp"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OptimConfig:
+    """optax AdamW with warmup + cosine/constant schedule, clipping, weight-decay mask and EMA."""
+
+    lr: float = 1e-4
+    # Schedule after the linear warmup: "cosine" (to lr * end_lr_ratio at train.steps) or "constant".
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_steps: int = 1000
+    end_lr_ratio: float = 0.1
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.01
+    # Parameters whose dotted path contains any of these substrings get no weight decay
+    # (biases, norms, the modulation tables); 1-D parameters never get it.
+    no_decay: tuple[str, ...] = ("bias", "scale_shift_table")
+    # Global-norm gradient clipping (0 disables).
+    clip_norm: float = 1.0
+    # EMA of the parameters (0 disables; typical 0.9999).
+    ema_decay: float = 0.0
+    # Non-finite loss or gradient: skip the update and count it; abort after this many in a row.
+    max_consecutive_skips: int = 10
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Where batches come from (ltx_jax.data)."""
+
+    # "synthetic" (the built-in moving-shapes clips) or "arrayrecord" (shards from `preprocess`).
+    source: Literal["synthetic", "arrayrecord"] = "synthetic"
+    # ArrayRecord shard files or folders (for source=arrayrecord).
+    paths: tuple[str, ...] = ()
+    # Global batch size (all hosts together) of each bucket, in `buckets` order.
+    batch_sizes: tuple[int, ...] = (8,)
+    # Latent grid (frames, height, width) of each bucket (synthetic clips are generated at these).
+    buckets: tuple[tuple[int, int, int], ...] = ((2, 4, 4),)
+    # Text tokens per caption (synthetic captions are padded to this).
+    text_len: int = 8
+    # Number of synthetic clips (the dataset size; epochs reshuffle).
+    num_examples: int = 1024
+    # Frames per second of the pixel videos the latents came from (the RoPE time axis).
+    frame_rate: float = 25.0
+    # Shuffle seed (the run seed is mixed in).
+    seed: int = 0
+    # Grain worker processes (0: in the training process).
+    num_workers: int = 0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """The training objective and loop (ltx_jax.train)."""
+
+    # Timestep sampler: ltx_jax.diffusion.flow.TIMESTEP_SAMPLERS.
+    timestep_sampler: Literal["shifted_logit_normal", "uniform"] = "shifted_logit_normal"
+    # Probability that a sample is image-to-video: its first latent frame is clean (t = 0) and left
+    # out of the loss.
+    i2v_prob: float = 0.0
+    # Probability that a caption is replaced by the empty-prompt embedding (for CFG).
+    caption_dropout: float = 0.1
+    # Microbatches per optimizer update (the global batch is split along B).
+    grad_accum: int = 1
+    # Log every N steps (metrics.jsonl, TensorBoard).
+    log_every: int = 10
+    # Profile steps [start, stop) with jax.profiler into RUN_DIR/profile (empty: off).
+    profile_steps: tuple[int, ...] = ()
+    # Multi-host: "auto" initialises jax.distributed when the environment names a cluster.
+    distributed: Literal["auto", "on", "off"] = "auto"
+    # XLA compiler options for the train step, e.g. {xla_backend_optimization_level: 0} halves
+    # CPU compile time for smoke runs whose steps take milliseconds anyway.
+    compiler_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Testing hook: steps whose gradients are replaced by NaN (non-finite handling tests).
+    inject_nan_steps: tuple[int, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CheckpointConfig:
+    """Orbax CheckpointManager policy (ltx_jax.checkpoint)."""
+
+    # Save every N steps (a checkpoint is always written at the final step and on SIGTERM).
+    every: int = 1000
+    # Also save when this many minutes passed since the last save (0: off).
+    every_minutes: float = 0.0
+    # Keep the newest N, plus every step that is a multiple of keep_every (0: none).
+    keep: int = 3
+    keep_every: int = 0
+    async_save: bool = True
+    # Resume precedence: RUN_DIR checkpoint, then resume_from (a checkpoint folder), then
+    # init_from (converted LTX-Video weights: a diffusers or Lightricks file/folder), then scratch.
+    resume_from: str = ""
+    init_from: str = ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class RunConfig:
     """Top level of a run config file (`configs/*.yaml`).
 
-    Later issues extend this with one field per section (train, data, optim, mesh, sample), each a
-    frozen dataclass like `DiTConfig`; `load_config` needs no change for that.
+    Each section is a frozen dataclass; a new section is a new field here, nothing else.
     """
 
     # Free-form run name, for logs and dashboards.
@@ -138,6 +244,11 @@ class RunConfig:
     steps: int = 0
     # The denoising transformer; `model.variant` picks a row of DIT_VARIANTS.
     model: DiTConfig = dataclasses.field(default_factory=DiTConfig)
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
 
 
 # Dataclasses whose `variant` field names a row of field values applied before the explicit keys.

@@ -1,17 +1,26 @@
-"""Logical axis names and how they map onto the device mesh.
+"""The device mesh, logical axis names and the rules that map one onto the other.
 
 This is the only module that talks to `jax.sharding`. Parameters carry logical names (see
-`ltx_jax.nn.layers.param`); a rules table maps each logical name to at most one mesh axis (or
-none, meaning replicated). The mesh has four axes, outermost first: `data`, `fsdp`, `seq`,
-`tensor`.
+`ltx_jax.nn.layers.param`); activations get them at agreed boundaries through `constrain`. A preset
+is two small tables, one for parameters and one for activations, mapping each logical name to a
+mesh axis, a tuple of mesh axes, or nothing (replicated). The mesh has four axes, outermost (DCN)
+first: `data`, `fsdp`, `seq`, `tensor`.
+
+Under FSDP, weights are sharded on `embed` over `fsdp` and gathered for each matmul; activations are
+sharded on `batch` over (`data`, `fsdp`) and never gathered (house_style.md 9.5).
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import dataclasses
+import difflib
+import math
+from typing import Any, Mapping, Sequence
 
 import jax
+import numpy as np
 from flax import nnx
+from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ltx_jax.nn.layers import logical_axes
@@ -41,41 +50,148 @@ LOGICAL_AXES = (
     "rel_buckets",
 )
 
-# Parameter rules: logical name -> mesh axis (None = replicated). Each name appears once.
-PARAM_RULES: Mapping[str, Mapping[str, str | None]] = {
-    "replicated": {},
-    "fsdp": {"embed": "fsdp", "channels_out": "fsdp", "vocab": "fsdp"},
-    "fsdp_tp": {"embed": "fsdp", "heads": "tensor", "mlp": "tensor", "channels_out": "fsdp"},
+Rules = Mapping[str, "str | tuple[str, ...] | None"]
+
+# Activations: the batch is split over every data-parallel axis; tokens over `seq`; heads and FFN
+# hidden over `tensor`. Shared by all presets except where a preset says otherwise.
+_ACT = {"batch": ("data", "fsdp"), "heads": "tensor", "mlp": "tensor"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A named sharding strategy: one rules table for parameters, one for activations."""
+
+    params: Rules
+    acts: Rules
+
+
+# Each logical name appears at most once per table (dict order never matters).
+PRESETS: dict[str, Preset] = {
+    # Pure data parallel: weights replicated on every device.
+    "dp": Preset(params={}, acts=_ACT),
+    # ZeRO-3 style: weights (and optimizer state) sharded on their model-width axis.
+    "fsdp": Preset(params={"embed": "fsdp", "channels_out": "fsdp", "vocab": "fsdp"}, acts=_ACT),
+    # FSDP plus Megatron tensor parallelism of attention heads and the FFN hidden width.
+    "fsdp_tp": Preset(
+        params={"embed": "fsdp", "heads": "tensor", "mlp": "tensor", "channels_out": "fsdp"},
+        acts=_ACT,
+    ),
+    # FSDP plus sequence (context) parallelism of the video tokens over `seq`.
+    "fsdp_seq": Preset(
+        params={"embed": "fsdp", "channels_out": "fsdp"},
+        acts={**_ACT, "length": "seq", "frames": "seq"},
+    ),
+    "fsdp_seq_tp": Preset(
+        params={"embed": "fsdp", "heads": "tensor", "mlp": "tensor", "channels_out": "fsdp"},
+        acts={**_ACT, "length": "seq", "frames": "seq"},
+    ),
 }
+PRESETS["replicated"] = PRESETS["dp"]
+
+# Back-compatible view: preset name -> parameter rules.
+PARAM_RULES: Mapping[str, Rules] = {name: p.params for name, p in PRESETS.items()}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called `name`, or an error naming the closest ones."""
+    if name not in PRESETS:
+        close = difflib.get_close_matches(name, list(PRESETS), n=3, cutoff=0.3)
+        raise ValueError(f"unknown sharding preset {name!r}; closest: {close}; valid: {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+# ---------------------------------------------------------------------------------------------
+# The mesh.
+
+
+def mesh_shape(sizes: Mapping[str, int], num_devices: int) -> tuple[int, ...]:
+    """Resolves the one allowed -1 among the four axis sizes so their product is `num_devices`."""
+    shape = [int(sizes.get(a, 1)) for a in MESH_AXES]
+    free = [i for i, s in enumerate(shape) if s == -1]
+    if len(free) > 1 or any(s == 0 or s < -1 for s in shape):
+        raise ValueError(f"mesh sizes {dict(zip(MESH_AXES, shape))}: each must be >= 1, and at most one -1")
+    known = math.prod(s for s in shape if s != -1)
+    if free:
+        if num_devices % known:
+            raise ValueError(
+                f"mesh sizes {dict(zip(MESH_AXES, shape))}: {num_devices} devices do not divide by "
+                f"the fixed axes' product {known}"
+            )
+        shape[free[0]] = num_devices // known
+    if math.prod(shape) != num_devices:
+        raise ValueError(
+            f"mesh sizes {dict(zip(MESH_AXES, shape))} use {math.prod(shape)} devices but "
+            f"{num_devices} are present; set one axis to -1 to take the rest"
+        )
+    return tuple(shape)
+
+
+def make_mesh(cfg: Any, devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """The 4-axis mesh from a `MeshConfig` (or any object with data/fsdp/seq/tensor fields).
+
+    Axes are `AxisType.Auto` (GSPMD propagation; jax's Explicit default rejects our matmuls).
+    With `dcn_data > 1` the `data` axis spans slices over DCN and the others stay inside a slice.
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    sizes = {a: getattr(cfg, a) for a in MESH_AXES}
+    shape = mesh_shape(sizes, len(devices))
+    auto = (AxisType.Auto,) * len(MESH_AXES)
+    dcn = int(getattr(cfg, "dcn_data", 1))
+    if dcn > 1:
+        from jax.experimental import mesh_utils
+
+        if shape[0] % dcn:
+            raise ValueError(f"mesh.data={shape[0]} must be a multiple of mesh.dcn_data={dcn}")
+        ici = (shape[0] // dcn, *shape[1:])
+        arr = mesh_utils.create_hybrid_device_mesh(ici, (dcn, 1, 1, 1), devices)
+        return Mesh(arr, MESH_AXES, axis_types=auto)
+    if devices == list(jax.devices()):
+        return jax.make_mesh(shape, MESH_AXES, axis_types=auto)
+    try:  # compile-only topology devices: let mesh_utils order them physically
+        from jax.experimental import mesh_utils
+
+        arr = mesh_utils.create_device_mesh(shape, devices)
+    except Exception:  # noqa: BLE001 - CPU / unknown topologies: plain order
+        arr = np.asarray(devices).reshape(shape)
+    return Mesh(arr, MESH_AXES, axis_types=auto)
+
+
+# ---------------------------------------------------------------------------------------------
+# Logical names -> PartitionSpecs.
 
 
 def logical_to_spec(
-    axes: Sequence[str | None], rules: Mapping[str, str | None], mesh_shape: Mapping[str, int] | None = None,
+    axes: Sequence[str | None],
+    rules: Rules,
+    mesh_shape: Mapping[str, int] | None = None,
     shape: Sequence[int] | None = None,
 ) -> P:
     """Maps logical names to a PartitionSpec, never using a mesh axis twice.
 
-    When `mesh_shape` and `shape` are given, an axis whose size does not divide by the mesh axis
-    size stays replicated (tiny test models on 8 devices).
+    A rule may name one mesh axis or a tuple of them (`batch` over `("data", "fsdp")`). When
+    `mesh_shape` and `shape` are given, mesh axes of size 1 are dropped and an axis whose size does
+    not divide by the mesh axes' product stays replicated (tiny test models on 8 devices).
     """
     used: set[str] = set()
-    out = []
+    out: list[Any] = []
     for i, name in enumerate(axes):
         if name is not None and name not in LOGICAL_AXES:
-            raise ValueError(f"unknown logical axis {name!r}; known: {LOGICAL_AXES}")
-        mesh_axis = rules.get(name) if name is not None else None
-        if mesh_axis is not None and mesh_axis in used:
-            mesh_axis = None
-        if mesh_axis is not None and mesh_shape is not None and shape is not None:
-            if shape[i] % mesh_shape.get(mesh_axis, 1):
-                mesh_axis = None
-        if mesh_axis is not None:
-            used.add(mesh_axis)
-        out.append(mesh_axis)
+            close = difflib.get_close_matches(name, LOGICAL_AXES, n=1)
+            raise ValueError(f"unknown logical axis {name!r} (closest: {close}); known: {LOGICAL_AXES}")
+        target = rules.get(name) if name is not None else None
+        mesh_axes = (target,) if isinstance(target, str) else tuple(target or ())
+        mesh_axes = tuple(a for a in mesh_axes if a not in used)
+        if mesh_shape is not None:
+            mesh_axes = tuple(a for a in mesh_axes if mesh_shape.get(a, 1) > 1)
+            if shape is not None and mesh_axes:
+                if shape[i] % math.prod(mesh_shape[a] for a in mesh_axes):
+                    mesh_axes = ()
+        used.update(mesh_axes)
+        out.append(None if not mesh_axes else mesh_axes[0] if len(mesh_axes) == 1 else mesh_axes)
     return P(*out)
 
 
-def param_specs(state: nnx.State, rules: Mapping[str, str | None], mesh: jax.sharding.Mesh | None = None):
+def param_specs(state: nnx.State, rules: Rules, mesh: Mesh | None = None):
     """A pytree of PartitionSpecs matching `state` (an `nnx.State` of Params).
 
     Raises if any parameter lacks logical axis names: every parameter must carry them.
@@ -88,9 +204,53 @@ def param_specs(state: nnx.State, rules: Mapping[str, str | None], mesh: jax.sha
             raise ValueError(f"parameter {'.'.join(map(str, path))} has no logical axis names")
         return logical_to_spec(axes, rules, mesh_shape, var.get_value().shape)
 
-    return nnx.map_state(spec, state) if hasattr(nnx, "map_state") else _map_vars(spec, state)
-
-
-def _map_vars(fn, state):
     flat = nnx.to_flat_state(state)
-    return nnx.from_flat_state([(path, fn(path, var)) for path, var in flat])
+    return nnx.from_flat_state([(path, spec(path, var)) for path, var in flat])
+
+
+def named(mesh: Mesh, spec_tree):
+    """PartitionSpec leaves -> NamedSharding leaves on `mesh`."""
+    return jax.tree.map(lambda s: NamedSharding(mesh, s), spec_tree, is_leaf=lambda x: isinstance(x, P))
+
+
+def activation_sharding(mesh: Mesh, preset: str | Preset, axes: Sequence[str | None],
+                        shape: Sequence[int] | None = None) -> NamedSharding:
+    """The NamedSharding of an activation or batch array with logical `axes` under a preset."""
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    return NamedSharding(mesh, logical_to_spec(axes, preset.acts, dict(mesh.shape), shape))
+
+
+def constrain(x: jax.Array, axes: Sequence[str | None], preset: str | Preset | None = None,
+              mesh: Mesh | None = None) -> jax.Array:
+    """`with_sharding_constraint` by logical names, at agreed block boundaries only.
+
+    Without an explicit `mesh`, uses the ambient one (`jax.set_mesh`); with no mesh at all (single
+    device code paths) it returns `x` unchanged. The preset defaults to the ambient one set by
+    `use_preset`.
+    """
+    mesh = mesh if mesh is not None else _ambient_mesh()
+    if mesh is None or mesh.size == 1:
+        return x
+    preset = preset if preset is not None else _CURRENT_PRESET[0]
+    if x.ndim != len(axes):
+        raise ValueError(f"constrain: array of shape {tuple(x.shape)} got {len(axes)} axis names {tuple(axes)}")
+    return jax.lax.with_sharding_constraint(x, activation_sharding(mesh, preset, axes, x.shape))
+
+
+_CURRENT_PRESET: list[str | Preset] = ["fsdp"]
+
+
+def use_preset(preset: str) -> None:
+    """Sets the preset `constrain` uses by default (train.py calls it once at startup)."""
+    get_preset(preset)
+    _CURRENT_PRESET[0] = preset
+
+
+def _ambient_mesh() -> Mesh | None:
+    try:
+        mesh = jax.sharding.get_abstract_mesh()
+    except Exception:  # noqa: BLE001
+        return None
+    if mesh is None or getattr(mesh, "empty", False) or not mesh.axis_names:
+        return None
+    return mesh
