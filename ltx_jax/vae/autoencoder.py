@@ -13,9 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ltx_jax.vae.causal_conv3d import ConvCache
 from ltx_jax.vae.config import VAEConfig
 from ltx_jax.vae.decoder import Decoder
 from ltx_jax.vae.encoder import Encoder
+from ltx_jax.vae.tiling import DecodeTiling, auto_tiling, needs_tiles, tiled_decode
 
 LOGVAR_RANGE = (-30.0, 20.0)
 
@@ -28,8 +30,19 @@ def _run_encoder(encoder: Encoder, video: jax.Array) -> jax.Array:
 
 
 @nnx.jit
-def _run_decoder(decoder: Decoder, z: jax.Array, t: jax.Array | None, key: jax.Array | None):
-    return decoder(z, t, key)
+def _run_encoder_chunk(encoder: Encoder, video: jax.Array, prev: list | None):
+    cache = ConvCache(prev)
+    return encoder(video, cache), cache.next
+
+
+@nnx.jit(static_argnames=("tiling",))
+def _run_decoder(decoder: Decoder, z: jax.Array, t: jax.Array | None, key: jax.Array | None,
+                 tiling: DecodeTiling | None = None):
+    if tiling is None:
+        return decoder(z, t, key)
+    cfg = decoder.cfg
+    return tiled_decode(lambda x: decoder(x, t, key), z, tiling,
+                        spatial=cfg.spatial_compression, temporal=cfg.temporal_compression)
 
 
 class LatentStatistic(nnx.Variable):
@@ -147,11 +160,15 @@ class CausalVideoAutoencoder(nnx.Module):
 
     # ---------------------------------------------------------------------------------- API
 
-    def encode_moments(self, video: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def encode_moments(self, video: jax.Array, *, chunk_frames: int | None = None
+                       ) -> tuple[jax.Array, jax.Array]:
         """The diagonal-Gaussian posterior.
 
         Args:
           video: [B, F, H, W, 3] in [-1, 1], F = 1 + 8k, H and W multiples of 32.
+          chunk_frames: encode at most this many frames per call (1 + 8j; later chunks take 8j),
+            carrying each causal conv's context between chunks: the result equals the
+            whole-clip encoding while activation memory scales with the chunk. None: one call.
 
         Returns:
           mean [B, F', H', W', C] and log-variance [B, F', H', W', 1] (one value shared by all
@@ -160,22 +177,47 @@ class CausalVideoAutoencoder(nnx.Module):
         video = jnp.asarray(video)
         self._check_video_shape(tuple(video.shape))
         self._check_range(video)
-        m = _run_encoder(self.encoder, video)
+        if chunk_frames is None or chunk_frames >= video.shape[1]:
+            m = _run_encoder(self.encoder, video)
+        else:
+            m = self._encode_chunked(video, chunk_frames)
         c = self.cfg.latent_channels
         return m[..., :c], jnp.clip(m[..., c:], *LOGVAR_RANGE)
 
-    def encode(self, video: jax.Array) -> jax.Array:
-        """[B, F, H, W, 3] pixels in [-1, 1] -> [B, F', H', W', C] posterior mean (raw space)."""
-        return self.encode_moments(video)[0]
+    def _encode_chunked(self, video: jax.Array, chunk_frames: int) -> jax.Array:
+        t = self.temporal_compression
+        if chunk_frames < 1 + t or (chunk_frames - 1) % t:
+            lo = max(1 + t, (chunk_frames - 1) // t * t + 1)
+            near = " or ".join(str(v) for v in dict.fromkeys((lo, lo + t if lo < chunk_frames else lo)))
+            raise ValueError(f"chunk_frames={chunk_frames} must be 1 + {t}k with k >= 1: nearest valid {near}")
+        parts, prev, start = [], None, 0
+        while start < video.shape[1]:
+            stop = start + (chunk_frames if start == 0 else chunk_frames - 1)
+            m, prev = _run_encoder_chunk(self.encoder, video[:, start:stop], prev)
+            parts.append(m)
+            start = stop
+        return jnp.concatenate(parts, axis=1)  # chunks of [B, f_i, H', W', C + 1] -> [B, F', ...]
 
-    def decode(self, latents: jax.Array, timestep=None, *, rng: jax.Array | None = None) -> jax.Array:
+    def encode(self, video: jax.Array, *, chunk_frames: int | None = None) -> jax.Array:
+        """[B, F, H, W, 3] pixels in [-1, 1] -> [B, F', H', W', C] posterior mean (raw space).
+
+        `chunk_frames` as in `encode_moments` (exact time chunking).
+        """
+        return self.encode_moments(video, chunk_frames=chunk_frames)[0]
+
+    def decode(self, latents: jax.Array, timestep=None, *, rng: jax.Array | None = None,
+               tiling: DecodeTiling | None = None, memory_budget: int | None = None) -> jax.Array:
         """Raw latents -> pixels (not clipped).
 
         Args:
           latents: [B, F', H', W', C], raw (de-normalised) space.
           timestep: scalar or [B] in [0, 1], before the decoder's learned multiplier; required
             by timestep-conditioned decoders (0.9.1+), refused by the others.
-          rng: PRNG key for decoder noise injection (0.9.1); None turns it off.
+          rng: PRNG key for decoder noise injection (0.9.1); None turns it off. Tiles reuse it.
+          tiling: explicit tiles (PIXEL units, diffusers' tiled-decoding semantics); see
+            `ltx_jax.vae.tiling.DecodeTiling`. None: no tiling unless `memory_budget` asks.
+          memory_budget: bytes of activation memory allowed; the largest tiles estimated to
+            fit are chosen (`auto_tiling`). Exclusive with `tiling`.
 
         Returns:
           [B, 1 + (F' - 1) t, H' s, W' s, 3].
@@ -183,7 +225,20 @@ class CausalVideoAutoencoder(nnx.Module):
         z = jnp.asarray(latents)
         self._check_latents(z)
         t = self._timestep(timestep, z.shape[0])
-        return _run_decoder(self.decoder, z, t, rng)
+        if memory_budget is not None:
+            if tiling is not None:
+                raise ValueError("pass either tiling= or memory_budget=, not both")
+            tiling = self.decode_tiling(z.shape, memory_budget, z.dtype)
+        if tiling is not None:
+            tiling.validate(self.spatial_compression, self.temporal_compression)
+            if not needs_tiles(tiling, z.shape, spatial=self.spatial_compression, temporal=self.temporal_compression):
+                tiling = None  # one tile is the whole input: the untiled program
+        return _run_decoder(self.decoder, z, t, rng, tiling)
+
+    def decode_tiling(self, latent_shape, memory_budget: int, dtype=None) -> DecodeTiling | None:
+        """The tiling `decode(memory_budget=...)` uses for latents of this shape (None: untiled)."""
+        itemsize = jnp.dtype(dtype or self.decoder.conv_in.dtype).itemsize
+        return auto_tiling(self.cfg, tuple(latent_shape), int(memory_budget), itemsize)
 
     def normalize(self, latents: jax.Array) -> jax.Array:
         """Raw -> diffusion space: (z - mean) * scaling_factor / std, per channel."""

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ltx_jax.nn.layers import layer_norm, param, rms_norm
-from ltx_jax.vae.causal_conv3d import CausalConv3d
+from ltx_jax.vae.causal_conv3d import CausalConv3d, ConvCache
 
 PIXEL_NORM_EPS = 1e-8
 
@@ -118,7 +118,8 @@ class ResBlock3d(nnx.Module):
         return h + (n[None, None, :, :, None] * scale[...].astype(jnp.float32)).astype(h.dtype)
 
     def __call__(
-        self, x: jax.Array, temb: jax.Array | None = None, noise_key: jax.Array | None = None
+        self, x: jax.Array, temb: jax.Array | None = None, noise_key: jax.Array | None = None,
+        cache: ConvCache | None = None,
     ) -> jax.Array:
         """[B, F, H, W, C_in] -> [B, F, H, W, C_out].
 
@@ -126,6 +127,7 @@ class ResBlock3d(nnx.Module):
           x: input video features.
           temb: [B, 4*C_in] timestep embedding (required with timestep conditioning).
           noise_key: PRNG key for noise injection; None disables it.
+          cache: temporal context of chunked (causal) encoding; None for a whole clip.
         """
         x = x.astype(self.dtype)
         h = pixel_norm(x)
@@ -136,7 +138,7 @@ class ResBlock3d(nnx.Module):
             ada = ada[:, :, None, None, None, :]  # [B, 4, C] -> [B, 4, 1, 1, 1, C]
             shift1, scale1, shift2, scale2 = ada[:, 0], ada[:, 1], ada[:, 2], ada[:, 3]
             h = (h * (1 + scale1) + shift1).astype(self.dtype)
-        h = self.conv1(jax.nn.silu(h))
+        h = self.conv1(jax.nn.silu(h), cache)
         inject = self.per_channel_scale1 is not None and noise_key is not None
         if inject:
             k1, k2 = jax.random.split(noise_key)
@@ -144,7 +146,7 @@ class ResBlock3d(nnx.Module):
         h = pixel_norm(h)
         if self.scale_shift_table is not None:
             h = (h * (1 + scale2) + shift2).astype(self.dtype)
-        h = self.conv2(jax.nn.silu(h))
+        h = self.conv2(jax.nn.silu(h), cache)
         if inject:
             h = self._noise(h, self.per_channel_scale2, k2)
         if self.conv_shortcut is not None:
@@ -172,15 +174,19 @@ class SpaceToDepthDownsample(nnx.Module):
             rngs=rngs,
         )
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """[B, F, H, W, C_in] -> [B, (F + s0 - 1) / s0, H / s1, W / s2, C_out]."""
+    def __call__(self, x: jax.Array, cache: ConvCache | None = None) -> jax.Array:
+        """[B, F, H, W, C_in] -> [B, (F + s0 - 1) / s0, H / s1, W / s2, C_out].
+
+        In a later time chunk (`cache` not first) frame 0 is not duplicated: F / s0 frames out.
+        """
         st = self.stride[0]
-        x = jnp.concatenate([x[:, : st - 1], x], axis=1)  # [B, F, ...] -> [B, F + s0 - 1, ...]
+        if cache is None or cache.first:
+            x = jnp.concatenate([x[:, : st - 1], x], axis=1)  # [B, F, ...] -> [B, F + s0 - 1, ...]
         skip = space_to_depth(x, self.stride)
         b, f, h, w, cs = skip.shape
         # [B, F, H, W, C_out * g] -> [B, F, H, W, C_out]: mean of consecutive channel groups.
         skip = skip.reshape(b, f, h, w, cs // self.group_size, self.group_size).mean(-1)
-        return space_to_depth(self.conv(x), self.stride) + skip.astype(x.dtype)
+        return space_to_depth(self.conv(x, cache), self.stride) + skip.astype(x.dtype)
 
 
 class DepthToSpaceUpsample(nnx.Module):

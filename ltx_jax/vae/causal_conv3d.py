@@ -7,6 +7,9 @@ zeros:
   sees input frames <= t;
 - non-causal (decoder): (k_t - 1) // 2 copies of the first frame in front and of the last frame
   behind.
+
+`ConvCache` makes the causal (encoder) convs exact across time chunks: a chunk's convs read the
+frames their input had just before the chunk instead of replicating frame 0.
 """
 
 from __future__ import annotations
@@ -26,6 +29,38 @@ _KERNEL_INIT = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
 def _triple(v: int | Sequence[int]) -> tuple[int, int, int]:
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v, v)
+
+
+class ConvCache:
+    """Temporal context carried between time chunks of a causal network, one entry per conv.
+
+    Convs consume `prev` in call order (the frames of their padded input not yet used by an output
+    window of the previous chunk) and append the same for the next chunk to `next`. With
+    `prev=None` (the first chunk) they replicate frame 0 as usual. Chunks after the first must
+    keep every stride aligned: 1 + 8k frames first, then multiples of 8 for the released VAEs.
+    """
+
+    def __init__(self, prev: list[jax.Array] | None = None):
+        self.prev = prev
+        self.next: list[jax.Array] = []
+        self._i = 0
+
+    @property
+    def first(self) -> bool:
+        return self.prev is None
+
+    def front(self, x: jax.Array, n: int) -> jax.Array:
+        """The frames to put before `x`: n copies of frame 0, or the previous chunk's context."""
+        if self.prev is None:
+            return jnp.repeat(x[:, :1], n, axis=1)
+        ctx = self.prev[self._i]
+        self._i += 1
+        return ctx
+
+    def keep(self, padded: jax.Array, kernel: int, stride: int) -> None:
+        """Records the frames from the next (unused) window start on."""
+        n_out = (padded.shape[1] - kernel) // stride + 1
+        self.next.append(padded[:, n_out * stride:])
 
 
 class CausalConv3d(nnx.Module):
@@ -63,21 +98,25 @@ class CausalConv3d(nnx.Module):
             ("channels_out",), param_dtype,
         )
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, cache: ConvCache | None = None) -> jax.Array:
         """[B, F, H, W, C_in] -> [B, F_out, H_out, W_out, C_out] in `dtype`.
 
-        F_out = (F + pad_t - k_t) // s_t + 1 with pad_t = k_t - 1 (both ends together).
+        F_out = (F + pad_t - k_t) // s_t + 1 with pad_t = k_t - 1 (both ends together); with a
+        non-first `cache`, pad_t is the carried context's length instead.
         """
         kt, kh, kw = self.kernel_size
+        if cache is not None and not self.causal:
+            raise ValueError("only causal convs can run in time chunks (the decoder is not causal)")
         if kt > 1:
             if self.causal:
-                front, back = kt - 1, 0
+                front = cache.front(x, kt - 1) if cache is not None else jnp.repeat(x[:, :1], kt - 1, axis=1)
+                parts = [front, x]
             else:
-                front = back = (kt - 1) // 2
-            parts = [jnp.repeat(x[:, :1], front, axis=1), x]
-            if back:
-                parts.append(jnp.repeat(x[:, -1:], back, axis=1))
-            x = jnp.concatenate(parts, axis=1)  # [B, F, H, W, C] -> [B, F + kt - 1, H, W, C]
+                pad = (kt - 1) // 2
+                parts = [jnp.repeat(x[:, :1], pad, axis=1), x, jnp.repeat(x[:, -1:], pad, axis=1)]
+            x = jnp.concatenate(parts, axis=1)  # [B, F, H, W, C] -> [B, F + pad_t, H, W, C]
+            if cache is not None:
+                cache.keep(x, kt, self.stride[0])
         y = jax.lax.conv_general_dilated(
             x.astype(self.dtype),
             self.kernel[...].astype(self.dtype),

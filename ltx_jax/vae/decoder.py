@@ -99,6 +99,7 @@ class Decoder(nnx.Module):
         ch, layers = rev(cfg.decoder_block_out_channels), rev(cfg.decoder_layers_per_block)
         scaling, noise = rev(cfg.decoder_spatio_temporal_scaling), rev(cfg.decoder_inject_noise)
         residual, factor = rev(cfg.upsample_residual), rev(cfg.upsample_factor)
+        self.cfg = cfg
         self.patch_size, self.patch_size_t = cfg.patch_size, cfg.patch_size_t
         self.tcond = cfg.timestep_conditioning
         kw = dict(causal=cfg.decoder_causal, eps=cfg.resnet_norm_eps, dtype=dtype,

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ltx_jax.vae.blocks import ResBlock3d, SpaceToDepthDownsample, pixel_norm
-from ltx_jax.vae.causal_conv3d import CausalConv3d
+from ltx_jax.vae.causal_conv3d import CausalConv3d, ConvCache
 from ltx_jax.vae.config import DOWNSAMPLE_STRIDES, S2D, STRIDED, VAEConfig
 
 
@@ -57,13 +57,13 @@ class DownBlock(nnx.Module):
             if kind == STRIDED and in_channels != out_channels else None
         )
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, cache: ConvCache | None = None) -> jax.Array:
         for resnet in self.resnets:
-            x = resnet(x)
+            x = resnet(x, cache=cache)
         if self.downsamplers is not None:
-            x = self.downsamplers[0](x)
+            x = self.downsamplers[0](x, cache)
         if self.conv_out is not None:
-            x = self.conv_out(x)
+            x = self.conv_out(x, cache=cache)
         return x
 
 
@@ -108,11 +108,15 @@ class Encoder(nnx.Module):
         )
         self.conv_out = CausalConv3d(c, cfg.latent_channels + 1, causal=causal, **kw)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """[B, F, H, W, C_pix] -> [B, F', H', W', latent_channels + 1]."""
+    def __call__(self, x: jax.Array, cache: ConvCache | None = None) -> jax.Array:
+        """[B, F, H, W, C_pix] -> [B, F', H', W', latent_channels + 1].
+
+        With `cache`, `x` is one time chunk of a longer clip (see `ConvCache`); the result is
+        exactly that chunk's slice of the whole clip's moments.
+        """
         h = patchify(x, self.patch_size, self.patch_size_t)
-        h = self.conv_in(h)
+        h = self.conv_in(h, cache)
         for block in self.down_blocks:
-            h = block(h)
-        h = self.mid_block(h)
-        return self.conv_out(jax.nn.silu(pixel_norm(h)))
+            h = block(h, cache)
+        h = self.mid_block(h, cache)
+        return self.conv_out(jax.nn.silu(pixel_norm(h)), cache)

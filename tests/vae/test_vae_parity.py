@@ -16,45 +16,21 @@ from diffusers import AutoencoderKLLTXVideo
 from safetensors.numpy import load_file
 
 from ltx_jax.convert.vae import WEIGHTS_NAME, load_vae, save_vae
-from ltx_jax.vae.config import VARIANTS
 from tests.oracle import MODEL_RTOL, rel_l2, to_numpy
+from tests.vae.helpers import cf as _cf
+from tests.vae.helpers import cl as _cl
+from tests.vae.helpers import diffusers_reference
 
 pytestmark = pytest.mark.parity
 
 FAMILIES = ["0.9.0", "0.9.1", "0.9.5"]
 
 
-def _cl(t: torch.Tensor) -> np.ndarray:
-    """[B, C, F, H, W] torch -> [B, F, H, W, C] numpy."""
-    return to_numpy(t).transpose(0, 2, 3, 4, 1)
-
-
-def _cf(x: np.ndarray) -> torch.Tensor:
-    """[B, F, H, W, C] numpy -> [B, C, F, H, W] torch."""
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3)))
-
-
 @pytest.fixture(scope="module", params=FAMILIES)
 def pair(request, tmp_path_factory):
     """(family, diffusers model, our model loaded from the diffusers folder, folder)."""
     family = request.param
-    cfg = VARIANTS["tiny-" + family].to_diffusers()
-    cfg.pop("_class_name")
-    torch.manual_seed(0)
-    ref = AutoencoderKLLTXVideo(**cfg).eval()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in ref.named_parameters():
-            # diffusers' noise comes from torch's global RNG, which JAX cannot reproduce: the
-            # noise scales stay 0 here (their effect is tested in test_vae_properties.py).
-            if "per_channel_scale" in name:
-                continue
-            if name.endswith("timestep_scale_multiplier"):
-                p.fill_(731.0)  # a trained-like value, so a hard-coded 1000 would show
-            else:
-                p.add_(0.1 * torch.randn(p.shape, generator=g))
-        ref.latents_mean.normal_(generator=g)
-        ref.latents_std.uniform_(0.5, 2.0, generator=g)
+    ref = diffusers_reference(family)
     folder = tmp_path_factory.mktemp("vae_" + family.replace(".", "_"))
     ref.save_pretrained(folder)
     return family, ref, load_vae(folder), folder

@@ -16,7 +16,9 @@ from safetensors.torch import save_file
 from ltx_jax.convert.vae import load_vae
 from ltx_jax.convert.vae_single_file import config_from_lightricks
 from ltx_jax.vae.config import VARIANTS
-from tests.oracle import MODEL_RTOL, rel_l2, to_numpy
+from tests.oracle import MODEL_RTOL, rel_l2
+from tests.vae.helpers import cf as _cf
+from tests.vae.helpers import cl as _cl
 
 pytestmark = pytest.mark.parity
 
@@ -46,14 +48,6 @@ CONFIGS = {
         ["res_x", {"num_layers": 1}], ["compress_all", {"residual": True, "multiplier": 2}],
         ["res_x", {"num_layers": 1}]]),
 }
-
-
-def _cf(x):
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3)))
-
-
-def _cl(t):
-    return to_numpy(t).transpose(0, 2, 3, 4, 1)
 
 
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
