@@ -9,49 +9,13 @@ import pytest
 
 from ltx_jax.nn.attention import attention
 from ltx_jax.nn.kernels.flash_gpu import BLOCK_TABLE, INTERPRET_BLOCKS, BlockSizes, default_block_sizes, flash_attention
+from tests.nn.attention_reference import BF16_RTOL, check
+from tests.nn.attention_reference import inputs as _inputs
 from tests.oracle import LAYER_RTOL, rel_l2
-
-BF16_RTOL = 1e-2  # issue 6: bfloat16 inputs against the float64 reference
-
-
-def _reference(q, k, v, keep, dout):
-    """float64 attention output and its (dq, dk, dv) for the cotangent `dout`; empty rows give 0."""
-    q, k, v, dout = (np.asarray(a, np.float64) for a in (q, k, v, dout))
-    scale = 1.0 / np.sqrt(q.shape[-1])
-    out, dq, dk, dv = (np.zeros(a.shape) for a in (q, q, k, v))
-    for b in range(q.shape[0]):
-        if not keep[b].any():
-            continue
-        s = np.einsum("qnk,snk->nqs", q[b], k[b]) * scale
-        s = np.where(keep[b][None, None, :], s, -np.inf)
-        p = np.exp(s - s.max(-1, keepdims=True))
-        p /= p.sum(-1, keepdims=True)  # [N, Lq, Lk]
-        out[b] = np.einsum("nqs,snk->qnk", p, v[b])
-        dp = np.einsum("qnk,snk->nqs", dout[b], v[b])
-        ds = p * (dp - (dp * p).sum(-1, keepdims=True)) * scale
-        dv[b] = np.einsum("nqs,qnk->snk", p, dout[b])
-        dq[b] = np.einsum("nqs,snk->qnk", ds, k[b])
-        dk[b] = np.einsum("nqs,qnk->snk", ds, q[b])
-    return out, (dq, dk, dv)
-
-
-def _inputs(b, lq, lk, n, kd, dtype=jnp.float32, seed=0):
-    rng = np.random.default_rng(seed)
-    arrs = [rng.standard_normal(s).astype(np.float32) for s in ((b, lq, n, kd), (b, lk, n, kd), (b, lk, n, kd), (b, lq, n, kd))]
-    # Round to the input dtype first so the reference sees exactly what the kernel sees.
-    return [np.asarray(jnp.asarray(a, dtype).astype(jnp.float32)) for a in arrs]
 
 
 def _check(fn, q, k, v, dout, keep, dtype, rtol):
-    """fn(q, k, v) forward and VJP at `dout` against the float64 reference; returns the errors."""
-    cast = [jnp.asarray(a, dtype) for a in (q, k, v)]
-    out, vjp = jax.vjp(fn, *cast)
-    grads = vjp(jnp.asarray(dout, dtype))
-    ref_out, ref_grads = _reference(q, k, v, keep, dout)
-    assert out.dtype == dtype and all(g.dtype == dtype for g in grads)
-    errs = [rel_l2(np.asarray(a, np.float32), e) for a, e in zip((out, *grads), (ref_out, *ref_grads))]
-    assert max(errs) <= rtol, errs
-    return out, grads
+    return check(fn, q, k, v, dout, keep, dtype, rtol)[:2]
 
 
 def test_float32_odd_lengths_mask_and_empty_rows():
@@ -146,3 +110,25 @@ def test_bench_attention_reports_every_impl():
         assert "cuDNN" in rows[("cudnn", mode)]["error"]  # recorded, not raised, off a GPU
     assert "pallas_bwd_over_fwd" in report["summary"][1]
     assert report["hardware"]["platform"] == "cpu"
+
+
+def test_lse_output_and_its_gradient():
+    # Ring attention merges blocks with the log-sum-exp, so its gradient must be right too:
+    # compare with autodiff of the XLA block (float32 logsumexp) at 'highest' precision.
+    from ltx_jax.nn.kernels.flash_gpu import flash_attention_lse
+    from ltx_jax.nn.kernels.seq_parallel import _block_xla
+
+    q, k, v, dout = _inputs(2, 21, 19, 2, 16, seed=11)
+    keep = np.random.default_rng(4).uniform(size=(2, 19)) > 0.5
+    w = np.random.default_rng(5).standard_normal((2, 2, 21)).astype(np.float32)  # [B, N, Lq]
+
+    def loss(fn, q, k, v):
+        out, lse = fn(q, k, v, keep)
+        return jnp.sum(out * dout) + jnp.sum(lse * w)
+
+    got = jax.value_and_grad(lambda *a: loss(flash_attention_lse, *a), argnums=(0, 1, 2))(q, k, v)
+    ref = jax.value_and_grad(lambda *a: loss(_block_xla, *a), argnums=(0, 1, 2))(q, k, v)
+    for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
+        assert rel_l2(g, r) <= LAYER_RTOL
+    _, lse = flash_attention_lse(q, k, v, np.zeros((2, 19), bool))
+    assert np.all(np.isposinf(np.asarray(lse)))  # empty rows: +inf (probabilities exactly 0)

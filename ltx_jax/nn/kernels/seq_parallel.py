@@ -13,7 +13,8 @@ size 1, they are the inner implementation on the whole arrays.
   cut off afterwards).
 - Ring (arXiv 2310.01889): queries stay put; key/value blocks (and their mask block) travel
   around the `seq` ring with `ppermute`, s steps. Each step gives a block output and its
-  log-sum-exp, merged with the running pair by the online-softmax rule. The inner block is XLA
+  log-sum-exp, merged with the running pair by the online-softmax rule (a `lax.scan` over the
+  s - 1 remote blocks, so compile time does not grow with s). The inner block is XLA
   (einsum, float32 softmax) or our Pallas kernel (`flash_gpu.flash_attention_lse`); gradients
   flow back through the ring by autodiff (ppermute transposes to the reverse ring).
 
@@ -162,18 +163,23 @@ def _ring(q, k, v, keep, *, s: int, inner_impl: str):
     perm = [(i, (i + 1) % s) for i in range(s)]
     if keep is None:
         keep = jnp.ones(k.shape[:2], bool)  # [b, L/s]; rotates with its block
-    out, lse = None, None
-    for step in range(s):
-        o_blk, lse_blk = block(q, k, v, keep)  # [b, Lq, n, K] f32, [b, n, Lq] f32
-        if out is None:
-            out, lse = o_blk, lse_blk
-        else:
-            lse_new = jnp.logaddexp(lse, lse_blk)
-            w_old = jnp.exp(lse - lse_new).transpose(0, 2, 1)[..., None]  # [b, n, Lq] -> [b, Lq, n, 1]
-            w_blk = jnp.exp(lse_blk - lse_new).transpose(0, 2, 1)[..., None]
-            out, lse = out * w_old + o_blk * w_blk, lse_new
-        if step < s - 1:
-            k, v, keep = (lax.ppermute(x, SEQ_AXIS, perm) for x in (k, v, keep))
+    rotate = lambda x: lax.ppermute(x, SEQ_AXIS, perm)  # noqa: E731
+
+    def merge(out, lse, o_blk, lse_blk):
+        lse_new = jnp.logaddexp(lse, lse_blk)
+        w_old = jnp.exp(lse - lse_new).transpose(0, 2, 1)[..., None]  # [b, n, Lq] -> [b, Lq, n, 1]
+        w_blk = jnp.exp(lse_blk - lse_new).transpose(0, 2, 1)[..., None]
+        return out * w_old + o_blk * w_blk, lse_new
+
+    def step(carry, _):
+        # Rotate first, then attend: the s - 1 steps after the local block (scan: one compiled body).
+        out, lse, k, v, keep = carry
+        k, v, keep = rotate(k), rotate(v), rotate(keep)
+        out, lse = merge(out, lse, *block(q, k, v, keep))
+        return (out, lse, k, v, keep), None
+
+    out, lse = block(q, k, v, keep)  # [b, Lq, n, K] f32, [b, n, Lq] f32
+    (out, lse, _, _, _), _ = lax.scan(step, (out, lse, k, v, keep), None, length=s - 1)
     # A batch row with no kept key anywhere on the ring: zeros, and (through where) zero gradients.
     any_key = lax.psum(jnp.any(keep, axis=-1).astype(jnp.int32), SEQ_AXIS) > 0  # [b]
     return jnp.where(any_key[:, None, None, None], out, 0.0).astype(q.dtype)
