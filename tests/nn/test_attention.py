@@ -81,3 +81,24 @@ def test_errors():
         attention(q, k, v, mask=np.ones((3, 5)))
     with pytest.raises(ValueError, match="shapes disagree"):
         attention(q, k[:, :, :1], v)
+
+
+def test_auto_table_per_platform_and_shape():
+    from ltx_jax.nn.attention import SHORT_KV, auto_impl
+
+    def qk(lq, lk, kd=64, dtype=jnp.bfloat16):
+        return jnp.zeros((1, lq, 2, kd), dtype), jnp.zeros((1, lk, 2, kd), dtype)
+
+    assert auto_impl(*qk(4096, 4096), platform="gpu") == "cudnn"
+    assert auto_impl(*qk(4096, 4096), platform="cuda") == "cudnn"
+    assert auto_impl(*qk(4096, 4096, dtype=jnp.float32), platform="gpu") == "pallas"
+    assert auto_impl(*qk(4096, 4096, kd=256), platform="gpu") == "pallas"  # beyond cuDNN's head dims
+    assert auto_impl(*qk(4096, 128), platform="gpu") == "xla"  # short cross-attention: plain path
+    assert auto_impl(*qk(4096, SHORT_KV + 1), platform="gpu") == "cudnn"
+    assert auto_impl(*qk(4096, 4096), platform="tpu") == "splash"
+    assert auto_impl(*qk(4096, 128), platform="tpu") == "xla"
+    assert auto_impl(*qk(4096, 4096), platform="cpu") == "xla"
+    # Never unfused XLA for GPU self-attention, whatever the dtype or head dim.
+    for dtype in (jnp.float32, jnp.bfloat16, jnp.float16):
+        for kd in (8, 60, 64, 128, 256):
+            assert auto_impl(*qk(64, 64, kd, dtype), platform="gpu") != "xla"

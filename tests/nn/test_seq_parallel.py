@@ -52,3 +52,18 @@ def test_without_mesh_or_mask_is_the_inner_impl():
               jnp.float32, LAYER_RTOL, jit=True)
         with pytest.raises(ValueError, match="inner_impl must be one of"):
             attention(q, k, v, impl="ring", inner_impl="splash")
+
+
+def test_bench_covers_sequence_parallel_impls():
+    from ltx_jax.nn.kernels.bench_attention import baseline_impl, bench_attention, default_impls
+
+    assert default_impls("gpu", 1) == ("pallas", "cudnn", "xla")
+    assert default_impls("tpu", 8) == ("splash", "xla", "ring:xla", "ulysses:splash", "ulysses:xla")
+    assert "ring:pallas" in default_impls("gpu", 8) and default_impls("cpu", 8)[0] == "xla"
+    assert (baseline_impl("gpu"), baseline_impl("tpu"), baseline_impl("cpu")) == ("cudnn", "splash", "xla")
+    report = bench_attention([(1, 64, 8, 16)], ("xla", "ring:xla", "ulysses:xla"), dtype="float32",
+                             modes=("fwd",), iters=1)
+    rows = {r["impl"]: r for r in report["results"]}
+    assert all(rows[i]["tflops_per_s"] > 0 for i in ("xla", "ring:xla", "ulysses:xla")), rows
+    assert rows["ring:xla"]["devices"] == 8 and report["baseline"] == "xla"
+    assert {"ring:xla_vs_xla", "ulysses:xla_vs_xla"} <= set(report["summary"][0])

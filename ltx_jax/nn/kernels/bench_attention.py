@@ -2,7 +2,9 @@
 
 `bench_attention` times `attention(..., impl=...)` for each implementation and shape, forward and
 forward+backward (one `jax.vjp` call: forward, then the backward at a random cotangent), and
-reports compile time, steady-state milliseconds, TFLOP/s and the ratio to cuDNN. FLOPs count the
+reports compile time, steady-state milliseconds, TFLOP/s and the ratio to a baseline (cuDNN on a
+GPU, splash on a TPU). Sequence-parallel impls ("ring:pallas", "ulysses:cudnn", ...) run on a mesh
+with every local device on `seq`; their TFLOP/s are for all devices together. FLOPs count the
 matmuls only, 2 per multiply-add: forward 4*B*N*Lq*Lk*K (q k^T and p v), backward 2.5x that
 (five matmuls: the recomputed q k^T, dv, dp, dq, dk), the FlashAttention papers' convention.
 
@@ -24,7 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ltx_jax.nn.attention import attention
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ltx_jax.nn.attention import SEQ_PARALLEL_IMPLS, attention
+from ltx_jax.sharding import MESH_AXES
 from ltx_jax.nn.kernels.flash_gpu import BlockSizes, default_block_sizes, flash_attention
 
 # (B, L, N, K): LTX-2B self-attention at 6144 tokens (768x512x121) and longer clips; 13B heads.
@@ -81,65 +87,101 @@ def time_compiled(fn: Callable, args: Sequence, iters: int = 20, repeats: int = 
     return {"compile_s": compile_s, "ms": 1e3 * float(np.median(per_call)), "ms_min": 1e3 * float(np.min(per_call))}
 
 
+def default_impls(platform: str | None = None, devices: int | None = None) -> tuple[str, ...]:
+    """The implementations worth timing here: single-device kernels of the platform, plus the
+    sequence-parallel ones (over all local devices, inner kernel after the colon) when there are
+    several devices. Interpret-mode kernels (pallas off a GPU, splash off a TPU) are left out."""
+    platform = platform or jax.default_backend()
+    devices = jax.device_count() if devices is None else devices
+    single = {"gpu": ("pallas", "cudnn", "xla"), "tpu": ("splash", "xla")}.get(platform, ("xla",))
+    inner = {"gpu": ("cudnn", "pallas"), "tpu": ("splash", "xla")}.get(platform, ("xla",))
+    parallel = ("ring:pallas" if platform == "gpu" else "ring:xla",) + tuple(f"ulysses:{i}" for i in inner)
+    return single + (parallel if devices > 1 else ())
+
+
+def baseline_impl(platform: str | None = None) -> str:
+    """What the summary's ratios divide by: cuDNN on a GPU, splash on a TPU, XLA elsewhere."""
+    return {"gpu": "cudnn", "tpu": "splash"}.get(platform or jax.default_backend(), "xla")
+
+
 def bench_attention(
     shapes: Sequence[tuple[int, int, int, int]] = DEFAULT_SHAPES,
-    impls: Sequence[str | tuple[str, Callable]] = ("pallas", "cudnn"),
+    impls: Sequence[str | tuple[str, Callable]] | None = None,
     *,
     dtype: str = "bfloat16",
     modes: Sequence[str] = ("fwd", "fwd_bwd"),
     iters: int = 20,
+    baseline: str | None = None,
 ) -> dict[str, Any]:
     """TFLOP/s of `attention(impl=...)` per shape, implementation and mode.
 
     Args:
       shapes: (B, L, N, K) self-attention shapes (Lq = Lk = L, no mask).
-      impls: attention implementations to time, by name or as (name, fn(q, k, v)) pairs (e.g. the
-        Pallas kernel with other block sizes); a failure is recorded, not raised.
+      impls: attention implementations to time, by name ("ring:pallas" is impl "ring" with
+        inner_impl "pallas"; "ring" / "ulysses" run on a mesh with every local device on `seq`,
+        inputs sharded along L) or as (name, fn(q, k, v)) pairs (e.g. the Pallas kernel with other
+        block sizes); default `default_impls()`. A failure is recorded, not raised.
       dtype: input dtype name.
       modes: "fwd" and/or "fwd_bwd".
       iters: calls per timing repeat.
+      baseline: the impl the summary's ratios divide by; default `baseline_impl()`.
 
     Returns:
-      {"bench": "attention", "hardware", "dtype", "results": [{shape, impl, mode, compile_s, ms,
-      tflops_per_s} or {.., "error"}], "summary": [{shape, mode, ratio_vs_cudnn per impl,
-      bwd_over_fwd per impl}]}.
+      {"bench": "attention", "hardware", "dtype", "baseline", "results": [{shape, impl, mode,
+      compile_s, ms, tflops_per_s} or {.., "error"}], "summary": [{shape, mode, ratio vs the
+      baseline per impl, bwd_over_fwd per impl}]}.
     """
+    impls = default_impls() if impls is None else impls
+    baseline = baseline or baseline_impl()
     results = []
     for shape in shapes:
         b, length, n, kd = shape
         args = _inputs(shape, jnp.dtype(dtype))
         for impl in impls:
             impl, fn = impl if isinstance(impl, tuple) else (impl, _by_name(impl))
+            mesh = _seq_mesh() if impl.split(":")[0] in SEQ_PARALLEL_IMPLS else None
             for mode in modes:
                 row = {"shape": list(shape), "impl": impl, "mode": mode}
                 try:
-                    row.update(time_compiled(_make(fn, mode), args, iters))
+                    if mesh is None:
+                        row.update(time_compiled(_make(fn, mode), args, iters))
+                    else:
+                        with jax.set_mesh(mesh):
+                            sharded = [jax.device_put(a, NamedSharding(mesh, P(None, "seq"))) for a in args]
+                            row.update(time_compiled(_make(fn, mode), sharded, iters))
+                        row["devices"] = mesh.size
                     row["tflops_per_s"] = attention_flops(b, length, length, n, kd, mode) / (row["ms"] * 1e-3) / 1e12
                 except Exception as e:  # noqa: BLE001 - an impl that cannot run here is a result
                     row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
                 results.append(row)
         del args
-    return {"bench": "attention", "hardware": _hardware(), "dtype": dtype,
-            "flops": "matmul only; fwd 4*B*N*L*L*K, bwd 2.5x fwd", "results": results,
-            "summary": _summary(results, shapes, modes)}
+    return {"bench": "attention", "hardware": _hardware(), "dtype": dtype, "baseline": baseline,
+            "flops": "matmul only; fwd 4*B*N*L*L*K, bwd 2.5x fwd (all devices together for ring/ulysses)",
+            "results": results, "summary": _summary(results, shapes, modes, baseline)}
 
 
 def _by_name(impl: str) -> Callable:
-    return lambda q, k, v: attention(q, k, v, impl=impl)
+    impl, _, inner = impl.partition(":")
+    return lambda q, k, v: attention(q, k, v, impl=impl, inner_impl=inner or "auto")
 
 
-def _summary(results, shapes, modes):
+def _seq_mesh():
+    """Every local device on the `seq` axis."""
+    return jax.make_mesh((1, 1, jax.device_count(), 1), MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 4)
+
+
+def _summary(results, shapes, modes, baseline="cudnn"):
     ms = {(tuple(r["shape"]), r["impl"], r["mode"]): r["ms"] for r in results if "ms" in r}
     impls = sorted({r["impl"] for r in results})
     out = []
     for shape in shapes:
         for mode in modes:
             row: dict[str, Any] = {"shape": list(shape), "mode": mode}
-            base = ms.get((tuple(shape), "cudnn", mode))
+            base = ms.get((tuple(shape), baseline, mode))
             for impl in impls:
                 t = ms.get((tuple(shape), impl, mode))
-                if t is not None and base is not None:
-                    row[f"{impl}_vs_cudnn"] = base / t  # > 1: faster than cuDNN
+                if t is not None and base is not None and impl != baseline:
+                    row[f"{impl}_vs_{baseline}"] = base / t  # > 1: faster than the baseline
                 fwd = ms.get((tuple(shape), impl, "fwd"))
                 if mode == "fwd_bwd" and t is not None and fwd is not None:
                     row[f"{impl}_bwd_over_fwd"] = (t - fwd) / fwd
@@ -240,7 +282,10 @@ def add_bench_arguments(p) -> None:
     """`ltx-jax bench attention`: TFLOP/s per implementation and shape (B, L, N, K)."""
     p.add_argument("--shapes", default=",".join("x".join(map(str, s)) for s in DEFAULT_SHAPES),
                    help="comma-separated BxLxNxK self-attention shapes")
-    p.add_argument("--impls", default="pallas,cudnn,xla", help="comma-separated attention impls")
+    p.add_argument("--impls", default=None,
+                   help="comma-separated attention impls; IMPL:INNER for ring/ulysses with an inner impl "
+                        "(default: this platform's kernels, plus ring/ulysses over all devices if several)")
+    p.add_argument("--baseline", default=None, help="impl the ratios divide by (default cudnn on GPU, splash on TPU, else xla)")
     p.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16", "float16"), help="input dtype")
     p.add_argument("--modes", default="fwd,fwd_bwd", help="fwd and/or fwd_bwd")
     p.add_argument("--iters", type=int, default=20, help="calls per timing repeat")
@@ -248,8 +293,9 @@ def add_bench_arguments(p) -> None:
 
 def run_bench(args) -> dict[str, Any]:
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
-    return bench_attention(shapes, tuple(args.impls.split(",")), dtype=args.dtype,
-                           modes=tuple(args.modes.split(",")), iters=args.iters)
+    impls = tuple(args.impls.split(",")) if args.impls else None
+    return bench_attention(shapes, impls, dtype=args.dtype, modes=tuple(args.modes.split(",")),
+                           iters=args.iters, baseline=args.baseline)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -274,7 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tuned = BlockSizes(**best) if best else default_block_sizes(64)
     tuned_fn = lambda q, k, v: flash_attention(q, k, v, block_sizes=tuned)  # noqa: E731
     section("bench", lambda: bench_attention(DEFAULT_SHAPES[:1] + DEFAULT_SHAPES[-1:],
-                                             ("pallas", ("pallas_tuned", tuned_fn), "cudnn")))
+                                             ("pallas", ("pallas_tuned", tuned_fn), "cudnn"),
+                                             baseline="cudnn"))
     return 0
 
 
