@@ -123,16 +123,28 @@ def vae_tensors(vae: CausalVideoAutoencoder) -> dict[str, np.ndarray]:
     state = nnx.state(vae)
     table = _name_table(state)
     flat = dict((tuple(p), v) for p, v in nnx.to_flat_state(state))
-    # np.asarray(order="C"), not np.ascontiguousarray: the latter turns the 0-d
-    # timestep_scale_multiplier into shape [1].
     return {
-        key: np.asarray(_to_torch(str(p[-1]), np.asarray(jax.device_get(flat[p].get_value()))), order="C")
+        key: _to_torch(str(p[-1]), np.asarray(jax.device_get(flat[p].get_value())))
         for key, (p, _) in table.items()
     }
 
 
-def save_vae(vae: CausalVideoAutoencoder, path: str | os.PathLike) -> None:
-    """Writes a diffusers `vae/` folder (config.json + diffusion_pytorch_model.safetensors)."""
+def save_vae(vae: CausalVideoAutoencoder, path: str | os.PathLike, layout: str = "diffusers") -> None:
+    """Writes the VAE as a diffusers `vae/` folder or a Lightricks single file.
+
+    Args:
+      vae: the model.
+      path: layout "diffusers": a folder (config.json + diffusion_pytorch_model.safetensors);
+        layout "lightricks": a `.safetensors` file with "vae."-prefixed original ltx_video names,
+        `per_channel_statistics.{mean,std}-of-means` and {"vae": config} in the metadata.
+      layout: "diffusers" or "lightricks".
+    """
+    if layout == "lightricks":
+        from ltx_jax.convert.vae_single_file import save_single_file_vae
+
+        return save_single_file_vae(vae, path)
+    if layout != "diffusers":
+        raise ValueError(f"unknown VAE layout {layout!r}; known: 'diffusers', 'lightricks'")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tensors = vae_tensors(vae)

@@ -204,3 +204,103 @@ def load_single_file_vae(path: str | os.PathLike, *, dtype=jnp.float32,
             if d is not None:
                 names[d] = k
     return vae_from_tensors(cfg, _Renamed(source, names), path, dtype=dtype, param_dtype=param_dtype)
+
+
+# ------------------------------------------------------------------------------------ export
+
+_S2D_BLOCK = {v: k for k, v in _ENC_DOWN.items() if v is not None}
+
+
+def _encoder_blocks(cfg: VAEConfig) -> tuple[list, int]:
+    """diffusers encoder fields -> (ltx_video encoder_blocks, encoder_base_channels)."""
+    s2d, ch = cfg.is_s2d_encoder, cfg.block_out_channels
+    n = len(ch) - (1 if s2d else 0)
+    blocks, c = [], ch[0]
+    for i in range(n):
+        c_in, c = c, ch[i + 1] if (s2d or i + 1 < n) else ch[i]
+        if cfg.layers_per_block[i]:
+            blocks.append(["res_x", {"num_layers": cfg.layers_per_block[i]}])
+        if cfg.spatio_temporal_scaling[i]:
+            blocks.append([_S2D_BLOCK[cfg.downsample_type[i]], {"multiplier": c // c_in}] if s2d
+                          else ["compress_all", {}])
+        if not s2d and c != c_in:
+            blocks.append(["res_x_y", {"multiplier": c // c_in}])
+    blocks.append(["res_x", {"num_layers": cfg.layers_per_block[-1]}])
+    return blocks, ch[0]
+
+
+def _decoder_blocks(cfg: VAEConfig) -> tuple[list, int]:
+    """diffusers decoder fields -> (ltx_video decoder_blocks, decoder_base_channels)."""
+    rev = lambda v: tuple(reversed(v))  # noqa: E731  (execution order)
+    ch, layers = rev(cfg.decoder_block_out_channels), rev(cfg.decoder_layers_per_block)
+    scaling, noise = rev(cfg.decoder_spatio_temporal_scaling), rev(cfg.decoder_inject_noise)
+    residual, factor = rev(cfg.upsample_residual), rev(cfg.upsample_factor)
+    exe = [["res_x", {"num_layers": layers[0], "inject_noise": noise[0]}]]
+    c = ch[0]
+    for i in range(len(ch)):
+        if c != ch[i]:  # a channel-reducing resnet before the upsampler
+            exe.append(["res_x_y", {"multiplier": c // ch[i]}])
+        if scaling[i]:
+            exe.append(["compress_all", {"residual": residual[i], "multiplier": factor[i]}])
+        if layers[i + 1]:
+            exe.append(["res_x", {"num_layers": layers[i + 1], "inject_noise": noise[i + 1]}])
+        c = ch[i] // factor[i]
+    return list(reversed(exe)), c
+
+
+def config_to_lightricks(cfg: VAEConfig) -> dict:
+    """The ltx_video `CausalVideoAutoencoder` config of a `VAEConfig` (inverse of config_from_lightricks).
+
+    Raises:
+      CheckpointError: the configuration has no block-list form (checked by mapping it back).
+    """
+    enc, enc_base = _encoder_blocks(cfg)
+    dec, dec_base = _decoder_blocks(cfg)
+    out = {
+        "_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": cfg.in_channels,
+        "out_channels": cfg.out_channels, "latent_channels": cfg.latent_channels,
+        "encoder_blocks": enc, "decoder_blocks": dec, "encoder_base_channels": enc_base,
+        "decoder_base_channels": dec_base, "scaling_factor": cfg.scaling_factor,
+        "norm_layer": "pixel_norm", "patch_size": cfg.patch_size, "latent_log_var": "uniform",
+        "use_quant_conv": False, "causal_decoder": cfg.decoder_causal,
+        "timestep_conditioning": cfg.timestep_conditioning, "spatial_padding_mode": "zeros",
+    }
+    back, _ = config_from_lightricks(out)
+    if back != cfg:
+        diff = {k: (getattr(cfg, k), getattr(back, k)) for k in cfg.__dataclass_fields__ if getattr(cfg, k) != getattr(back, k)}
+        raise CheckpointError(f"this VAEConfig has no Lightricks block-list form (differs in {diff})")
+    return out
+
+
+def original_name(key: str, ren: dict[str, str]) -> str:
+    """diffusers key -> original VAE key (without "vae."): the inverse of `diffusers_name`."""
+    stats = {"latents_mean": "mean-of-means", "latents_std": "std-of-means"}
+    if key in stats:
+        return STATS + stats[key]
+    inverse = sorted(((d, o) for o, d in ren.items()), key=lambda p: -len(p[0]))
+    for d, o in inverse:
+        if key.startswith(d):
+            rest = re.sub(r"^resnets\.", "res_blocks.", key[len(d):])
+            rest = rest.replace("norm3.", "norm3.norm.")
+            rest = re.sub(r"conv_shortcut\.conv\.(weight|bias)$", r"conv_shortcut.\1", rest)
+            return o + rest
+    return key.replace("decoder.time_embedder.", "decoder.last_time_embedder.").replace(
+        "decoder.scale_shift_table", "decoder.last_scale_shift_table")
+
+
+def save_single_file_vae(vae: CausalVideoAutoencoder, path: str | os.PathLike) -> None:
+    """Writes a Lightricks single-file `.safetensors` holding only the VAE (see `save_vae`)."""
+    from ltx_jax.convert.safetensors_io import save_file
+    from ltx_jax.convert.vae import vae_tensors
+
+    lk = config_to_lightricks(vae.cfg)
+    _, ren = config_from_lightricks(lk)
+    tensors = {}
+    for key, value in vae_tensors(vae).items():
+        name = original_name(key, ren)
+        if diffusers_name(name, ren) != key:  # the two tables must stay each other's inverse
+            raise CheckpointError(f"VAE export maps {key!r} to {name!r}, which reads back differently")
+        tensors[PREFIX + name] = value
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, path, metadata={"format": "pt", "config": json.dumps({"vae": lk})})
