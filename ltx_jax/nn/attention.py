@@ -128,7 +128,9 @@ def _xla(q, k, v, keep):
     return _zero_empty_rows(out.astype(q.dtype), keep)
 
 
-def _cudnn(q, k, v, keep):
+def _cudnn(q, k, v, keep, implementation: str = "cudnn"):
+    # `implementation` exists for the CPU test of this wrapper's masking (with "xla"): the
+    # fused cuDNN kernel itself only runs on an NVIDIA GPU.
     if q.dtype not in (jnp.bfloat16, jnp.float16):
         raise ValueError(
             f"attention impl 'cudnn' needs bfloat16 or float16 inputs, got {q.dtype}; "
@@ -139,7 +141,7 @@ def _cudnn(q, k, v, keep):
         # Rows with no key at all get every key (so cuDNN never sees an empty row), then zeros.
         any_key = jnp.any(keep, axis=-1, keepdims=True)
         mask4 = (keep | ~any_key)[:, None, None, :]  # [B, 1, 1, Lk]
-    out = jax.nn.dot_product_attention(q, k, v, mask=mask4, implementation="cudnn")
+    out = jax.nn.dot_product_attention(q, k, v, mask=mask4, implementation=implementation)
     return _zero_empty_rows(out, keep)
 
 

@@ -102,3 +102,22 @@ def test_auto_table_per_platform_and_shape():
     for dtype in (jnp.float32, jnp.bfloat16, jnp.float16):
         for kd in (8, 60, 64, 128, 256):
             assert auto_impl(*qk(64, 64, kd, dtype), platform="gpu") != "xla"
+
+
+def test_cudnn_wrapper_masking_on_cpu():
+    # The cuDNN kernel needs a GPU; its wrapper (mask layout, empty rows -> zeros with zero
+    # gradients) is checked here through the same jax.nn.dot_product_attention call with XLA.
+    from ltx_jax.nn.attention import _cudnn
+
+    q, k, v = (x.astype(jnp.bfloat16) for x in _qkv(k=16))
+    keep = np.array([[1, 0, 1, 1, 0, 0, 1], [0] * 7, [1] * 7], bool)
+    out = _cudnn(q, k, v, keep, implementation="xla")
+    ref = _numpy_attention(q.astype(np.float32), k.astype(np.float32), v.astype(np.float32), keep)
+    assert out.dtype == jnp.bfloat16
+    assert rel_l2(np.asarray(out, np.float32), ref) <= 1e-2
+    assert np.all(np.asarray(out, np.float32)[1] == 0)
+    grads = jax.grad(
+        lambda q: jnp.sum(_cudnn(q, k, v, keep, implementation="xla").astype(jnp.float32) ** 2)
+    )(q)
+    g = np.asarray(grads, np.float32)
+    assert np.all(np.isfinite(g)) and np.all(g[1] == 0)
