@@ -86,23 +86,34 @@ class Transformer3D(nnx.Module):
     ) -> jax.Array:
         """Predicts the velocity eps - x0.
 
+        Latents come as a grid [B, F, H, W, C], or as tokens [B, L, C] with explicit `positions`
+        (the official pipeline appends conditioning tokens at other frames this way); the output
+        has the input's form.
+
         Args:
-          latents: [B, F, H, W, C] normalised latents.
-          timestep: [B] (or scalar) or per token [B, F, H, W], diffusion time in [0, 1].
+          latents: [B, F, H, W, C] normalised latents, or tokens [B, L, C].
+          timestep: [B] (or scalar) or per token [B, F, H, W] ([B, L] for tokens), in [0, 1].
           text_embeds: [B, S, caption_channels] raw text-encoder output.
           text_mask: [B, S], nonzero keeps a text token (bool, int or float); None keeps all.
           frame_rate: frames per second of the pixel video (sets the RoPE time coordinate).
           vae_scale: the VAE's (time, height, width) compression.
           positions: optional explicit [B, L, 3] token positions in (seconds, pixels, pixels),
-            overriding the grid (conditioning tokens at other frames).
+            overriding the grid; required for token input.
           skip_layer_mask: optional [num_layers, B] STG mask, 1 runs a block normally for a sample,
             0 perturbs it.
           skip_layer_strategy: one of SKIP_STRATEGIES.
 
         Returns:
-          [B, F, H, W, out_channels] float32.
+          [B, F, H, W, out_channels] (or [B, L, out_channels] for tokens) float32.
         """
         cfg = self.config
+        tokens_in = latents.ndim == 3
+        if tokens_in:
+            if positions is None:
+                raise ValueError("token latents [B, L, C] need explicit positions [B, L, 3]")
+            latents = latents[:, :, None, None, :]  # [B, L, C] -> [B, L, 1, 1, C]: a 1-wide grid
+            if jnp.ndim(timestep) == 2:
+                timestep = jnp.asarray(timestep)[:, :, None, None]  # [B, L] -> [B, L, 1, 1]
         b, f, h, w = self._check_inputs(latents, timestep, text_embeds, text_mask, skip_layer_mask,
                                         skip_layer_strategy, positions)
         length = f * h * w
@@ -131,7 +142,7 @@ class Transformer3D(nnx.Module):
         x = layer_norm(x, cfg.norm_eps) * (1 + shift_scale[:, :, 1]) + shift_scale[:, :, 0]
         out = self.proj_out(x).astype(jnp.float32)  # [B, L, C]
         assert out.shape == (b, length, cfg.out_channels), out.shape
-        return from_tokens(out, (f, h, w))
+        return out if tokens_in else from_tokens(out, (f, h, w))
 
     def _run_blocks(self, x, text, modulation, rope, text_mask, skip_layer_mask, strategy):
         """Applies the stacked blocks with scan (or an unrolled loop), remat by policy name."""
@@ -160,7 +171,8 @@ class Transformer3D(nnx.Module):
         cfg = self.config
         if latents.ndim != 5:
             raise ValueError(
-                f"latents must be [B, F, H, W, C] (channels-last), got shape {tuple(latents.shape)}"
+                f"latents must be [B, F, H, W, C] (channels-last) or tokens [B, L, C], "
+                f"got shape {tuple(latents.shape)}"
             )
         b, f, h, w, c = latents.shape
         if c != cfg.in_channels:

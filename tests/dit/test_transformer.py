@@ -142,3 +142,19 @@ def test_bad_stg_arguments(tiny):
 def test_unknown_remat_policy():
     with pytest.raises(ValueError, match="unknown remat_policy 'some'"):
         Transformer3D(dit_config("tiny", remat_policy="some"), rngs=nnx.Rngs(0))
+
+
+def test_token_input_with_positions_equals_grid(tiny):
+    from ltx_jax.dit.positions import fractional_positions
+
+    latents, t, text, mask = _inputs()
+    b, f, h, w, c = latents.shape
+    frac = np.asarray(fractional_positions(f, h, w, frame_rate=25.0))  # [L, 3]
+    positions = np.broadcast_to(frac * np.array([20.0, 2048.0, 2048.0]), (b, f * h * w, 3))
+    grid = np.asarray(tiny(latents, t, text, mask))
+    per_token_t = np.broadcast_to(t[:, None], (b, f * h * w))
+    tokens = np.asarray(tiny(latents.reshape(b, -1, c), per_token_t, text, mask, positions=positions))
+    assert tokens.shape == (b, f * h * w, 8)
+    assert rel_l2(tokens, grid.reshape(b, -1, 8)) <= LAYER_RTOL
+    with pytest.raises(ValueError, match="need explicit positions"):
+        tiny(latents.reshape(b, -1, c), t, text, mask)
