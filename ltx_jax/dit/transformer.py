@@ -26,6 +26,11 @@ from ltx_jax.dit.positions import (
 from ltx_jax.nn.embeddings import CaptionProjection
 from ltx_jax.nn.layers import Dense, layer_norm, param, prepend_axis
 from ltx_jax.nn.rope import rope_tables
+from ltx_jax.sharding import constrain
+
+# Logical layout of the token activations [B, L, D] (mapped to mesh axes by ltx_jax.sharding;
+# a no-op without a mesh).
+_TOKENS = ("batch", "length", "embed")
 
 # Rematerialisation policies by name (jax.checkpoint_policies), applied to each block.
 REMAT_POLICIES = {
@@ -134,7 +139,7 @@ class Transformer3D(nnx.Module):
             coords = positions_to_fractional(positions, cfg.rope_max_pos)  # [B, L, 3]
         rope = rope_tables(coords, cfg.width, cfg.rope_theta)
 
-        x = self.patchify_proj(to_tokens(latents))  # [B, L, D]
+        x = constrain(self.patchify_proj(to_tokens(latents)), _TOKENS)  # [B, L, D]
         text = self.caption_projection(text_embeds)  # [B, S, D]
         x = self._run_blocks(x, text, modulation, rope, text_mask, skip_layer_mask, skip_layer_strategy)
 
@@ -150,9 +155,12 @@ class Transformer3D(nnx.Module):
         graphdef, stacked = nnx.split(self.transformer_blocks)
 
         def body(x, layer):
+            # The scan carry is pinned to the activation layout (batch over data/fsdp, tokens over
+            # seq), so the compiler never replicates sequence-sized activations inside the stack.
             state, skip = layer
             block = nnx.merge(graphdef, state)
-            return block(x, text, modulation, rope, text_mask, skip, strategy), None
+            x = block(constrain(x, _TOKENS), text, modulation, rope, text_mask, skip, strategy)
+            return constrain(x, _TOKENS), None
 
         policy = REMAT_POLICIES[cfg.remat_policy]
         if cfg.remat_policy != "none":
