@@ -6,10 +6,12 @@ Two reference behaviours, chosen per call with `semantics=`:
   resized nearest-neighbour, encoded, normalised without the scaling factor and written into
   latent frame 0, which is then held fixed with per-token timestep 0; decode noise is mixed into
   the de-normalised latents.
-- `"official"`: the original `ltx_video` `LTXVideoPipeline`: T5 with its mask, STG / rescale /
-  CFG-star / per-interval guidance with the official names, conditioning items at frame 0 with
-  strengths and image-conditioning noise, video-to-video from `media_items`, decode noise mixed
-  into the normalised latents, and the official inference defaults.
+- `"official"`: the original `ltx_video` `LTXVideoPipeline`: prompts stripped, T5 with its mask,
+  STG / rescale / CFG-star / per-interval guidance with the official names, conditioning items
+  with strengths at any frame (later frames become extra tokens with their own positions, see
+  `pipeline_tokens`), image-conditioning noise, video-to-video from `media_items`, decode noise
+  mixed into the normalised latents, and the official inference defaults. The sampler runs on
+  the token sequence with the original's explicit positions.
 
 Whatever the settings, the denoising loop is one jitted program per shape (`denoise`): the
 schedule, guidance scales, conditioning strengths and the seed are traced values.
@@ -34,6 +36,7 @@ from ltx_jax.diffusion.schedules import explicit_schedule, is_stochastic, schedu
 from ltx_jax.pipeline_inputs import (DEFAULT, ConditioningItem, broadcast_batch, check_items, image_array,
                                      latent_grid, media_clip, negative_list, prompt_list, resize_crop_bilinear,
                                      resize_nearest, resolve)
+from ltx_jax.pipeline_tokens import assemble, check_item_frames, grid_of
 from ltx_jax.text.tokenizer import encode_prompts
 
 Progress = Callable[[str, dict], None]
@@ -66,12 +69,18 @@ class LTXPipeline:
         self._text_graph, self._text_state = nnx.split(text_encoder)
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, *, dtype=jnp.float32, param_dtype=jnp.float32,
-                        text_encoder_dtype=None) -> "LTXPipeline":
-        """Loads a diffusers pipeline folder (transformer/, vae/, text_encoder/, tokenizer/, scheduler/).
+    def from_pretrained(cls, path: str | os.PathLike, *, text_encoder: str | os.PathLike | None = None,
+                        dtype=jnp.float32, param_dtype=jnp.float32, text_encoder_dtype=None) -> "LTXPipeline":
+        """Loads a diffusers pipeline folder, or a Lightricks single file plus a text encoder folder.
 
         Args:
-          path: the folder (local; nothing is downloaded).
+          path: a diffusers folder (transformer/, vae/, text_encoder/, tokenizer/, scheduler/), or a
+            Lightricks single `.safetensors` (transformer "model.diffusion_model." and "vae." tensors,
+            the metadata "config" with "transformer", "vae" and "scheduler" sections). Local only.
+          text_encoder: for a single file (required there): a folder holding text_encoder/ and
+            tokenizer/ (the layout the official repository loads T5 from), or one T5 folder with
+            the tokenizer files beside the weights. For a diffusers folder it replaces the folder's
+            own text encoder and tokenizer.
           dtype, param_dtype: compute and storage dtypes of the transformer and the VAE.
           text_encoder_dtype: T5's dtypes (default: `dtype` / `param_dtype`).
         """
@@ -83,22 +92,33 @@ class LTXPipeline:
         from ltx_jax.text.tokenizer import load_tokenizer
 
         root = Path(path)
-        if not root.is_dir():
+        if root.is_file():
+            if text_encoder is None:
+                raise CheckpointError(f"{root} is a single-file checkpoint: pass text_encoder=FOLDER (a folder with "
+                                      f"text_encoder/ and tokenizer/, or a T5 folder with its tokenizer files)")
+            model_paths = (root, root, root)
+        elif root.is_dir():
+            text_parts = ("text_encoder", "tokenizer") if text_encoder is None else ()
+            need = [d for d in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+                    if d not in ("text_encoder", "tokenizer") or d in text_parts]
+            missing = [d for d in need if not (root / d).is_dir()]
+            if missing:
+                raise CheckpointError(
+                    f"{root} is not a diffusers LTX-Video pipeline folder: missing sub-folder(s) {', '.join(missing)} "
+                    f"(expected transformer/, vae/, text_encoder/, tokenizer/, scheduler/)"
+                )
+            model_paths = (root / "transformer", root / "vae", root)
+        else:
             raise CheckpointError(f"pipeline folder not found: {root}")
-        missing = [d for d in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler") if not (root / d).is_dir()]
-        if missing:
-            raise CheckpointError(
-                f"{root} is not a diffusers LTX-Video pipeline folder: missing sub-folder(s) {', '.join(missing)} "
-                f"(expected transformer/, vae/, text_encoder/, tokenizer/, scheduler/)"
-            )
+        t5_dir, tok_dir = _text_encoder_dirs(root if text_encoder is None else Path(text_encoder))
         t_dtype = dtype if text_encoder_dtype is None else text_encoder_dtype
         t_param = param_dtype if text_encoder_dtype is None else text_encoder_dtype
         return cls(
-            tokenizer=load_tokenizer(root / "tokenizer"),
-            text_encoder=load_text_encoder(root / "text_encoder", dtype=t_dtype, param_dtype=t_param),
-            transformer=load_transformer(root / "transformer", dtype=dtype, param_dtype=param_dtype),
-            vae=load_vae(root / "vae", dtype=dtype, param_dtype=param_dtype),
-            scheduler_config=load_scheduler_config(root),
+            tokenizer=load_tokenizer(tok_dir),
+            text_encoder=load_text_encoder(t5_dir, dtype=t_dtype, param_dtype=t_param),
+            transformer=load_transformer(model_paths[0], dtype=dtype, param_dtype=param_dtype),
+            vae=load_vae(model_paths[1], dtype=dtype, param_dtype=param_dtype),
+            scheduler_config=load_scheduler_config(model_paths[2]),
         )
 
     # ------------------------------------------------------------------------------ pieces
@@ -108,9 +128,14 @@ class LTXPipeline:
         s = self.vae.spatial_compression
         return (self.vae.temporal_compression, s, s)
 
-    def encode_prompt(self, prompts: Sequence[str], max_sequence_length: int, *, use_mask: bool):
-        """T5 embeddings [B, S, D] and the token mask [B, S] (T5 attends with the mask iff use_mask)."""
-        ids, mask = encode_prompts(self.tokenizer, list(prompts), max_sequence_length)
+    def encode_prompt(self, prompts: Sequence[str], max_sequence_length: int, *, use_mask: bool,
+                      strip: bool = True):
+        """T5 embeddings [B, S, D] and the token mask [B, S].
+
+        T5 attends with the mask iff `use_mask`; `strip` strips the prompts first. The official
+        pipeline does both, diffusers neither.
+        """
+        ids, mask = encode_prompts(self.tokenizer, list(prompts), max_sequence_length, strip=strip)
         ids, mask = jnp.asarray(ids), jnp.asarray(mask)
         enc_mask = mask if use_mask else jnp.ones_like(mask)
         return _encode_text(self._text_graph, self._text_state, ids, enc_mask), mask
@@ -256,15 +281,15 @@ class LTXPipeline:
         # Text.
         t0 = time.perf_counter()
         report("encode", {"prompts": b})
-        text, text_mask = self.encode_prompt(prompts, s["max_sequence_length"], use_mask=official)
+        text, text_mask = self.encode_prompt(prompts, s["max_sequence_length"], use_mask=official, strip=official)
         neg_text = neg_mask = None
         if guidance.use_cfg:
             neg_text, neg_mask = self.encode_prompt(negative_list(negative_prompt, b), s["max_sequence_length"],
-                                                    use_mask=official)
+                                                    use_mask=official, strip=official)
 
         # Initial latents (normalised space) and conditioning.
-        key = jax.random.key(seed)
-        noise_key, sample_key, decode_key = jax.random.split(key, 3)
+        keys = seed_keys(seed)
+        noise_key, sample_key, decode_key, items_key = keys["noise"], keys["sample"], keys["decode"], keys["items"]
         shape = (b, f, h, w, c)
         if latents is None:
             noise = jax.random.normal(noise_key, shape, jnp.float32)
@@ -288,28 +313,34 @@ class LTXPipeline:
                 z0 = self.encode_media(img[:, None], height, width, semantics=semantics)  # [B, 1, H', W', C]
                 x = x.at[:, :1].set(z0)
                 mask = jnp.zeros((b, f, h, w), jnp.float32).at[:, 0].set(1.0)
-        if items:
-            mask = jnp.zeros((b, f, h, w), jnp.float32)
-            for it in items:
+        num_extra, positions = 0, None
+        if official:  # the original's token sequence: items at any frame, explicit positions
+            encoded = []
+            for i, it in enumerate(items):
                 clip = broadcast_batch(media_clip(it.media), b, "conditioning media")
+                check_item_frames(i, int(it.media_frame_number), clip.shape[1], num_frames, self.vae_scale[0])
                 z = self.encode_media(clip, height, width, semantics=semantics)  # [B, f_l, H', W', C]
-                n = min(z.shape[1], f)
-                st = float(it.conditioning_strength)
-                x = x.at[:, :n].set(st * z[:, :n] + (1.0 - st) * x[:, :n])
-                mask = mask.at[:, :n].set(st)
+                encoded.append((z, int(it.media_frame_number), float(it.conditioning_strength)))
+            tokens = assemble(x, encoded, key=items_key, vae_scale=self.vae_scale, frame_rate=frame_rate,
+                              causal=self.transformer.config.causal_temporal_positioning)
+            x, mask, num_extra = tokens.latents, tokens.mask, tokens.num_extra
+            positions = jnp.asarray(tokens.positions)
         cond = Conditioning(text_embeds=text, text_mask=text_mask, neg_text_embeds=neg_text, neg_text_mask=neg_mask,
                             conditioning_mask=mask, init_latents=x if mask is not None else None,
                             image_cond_noise_scale=jnp.asarray(s["image_cond_noise_scale"] if mask is not None else 0.0,
-                                                               jnp.float32))
+                                                               jnp.float32),
+                            positions=positions)
         jax.block_until_ready((text, x))
         timings["encode"] = time.perf_counter() - t0
 
         # Denoise: one compiled loop.
         t0 = time.perf_counter()
-        report("denoise", {"steps": len(sigmas), "branches": guidance.num_branches, "tokens": f * h * w})
+        report("denoise", {"steps": len(sigmas), "branches": guidance.num_branches, "tokens": f * h * w + num_extra})
         model_fn, params = transformer_model_fn(self.transformer, frame_rate=frame_rate,
                                                 skip_layer_strategy=skip_layer_strategy, vae_scale=self.vae_scale)
         x = denoise(model_fn, params, x, jnp.asarray(sigmas), cond, guidance, key=sample_key, stochastic=stochastic)
+        if official:
+            x = grid_of(x, num_extra, (f, h, w))
         x = jax.block_until_ready(x)
         timings["denoise"] = time.perf_counter() - t0
         if output_type == "latent":
@@ -346,6 +377,30 @@ class LTXPipeline:
         else:  # diffusers: de-normalise first, then mix the noise in
             z = (1.0 - scale) * self._denormalize(x, scaling=True) + scale * noise
         return self.vae.decode(z, t)
+
+
+def seed_keys(seed: int) -> dict[str, jax.Array]:
+    """The PRNG keys a call with `seed` draws from.
+
+    "noise": the initial latents; "items": the extra conditioning tokens' noise (folded with the
+    item index); "sample": the loop (`sampler.step_keys`: image-conditioning and stochastic
+    noise); "decode": the decode noise.
+    """
+    noise, sample, decode = jax.random.split(jax.random.key(seed), 3)
+    return dict(noise=noise, sample=sample, decode=decode, items=jax.random.fold_in(noise, 1))
+
+
+def _text_encoder_dirs(folder: Path) -> tuple[Path, Path]:
+    """(T5 folder, tokenizer folder) of a folder with text_encoder/ + tokenizer/, or of one T5 folder."""
+    from ltx_jax.convert.safetensors_io import CheckpointError
+
+    if not folder.is_dir():
+        raise CheckpointError(f"text encoder folder not found: {folder}")
+    if (folder / "text_encoder").is_dir():
+        return folder / "text_encoder", folder / "tokenizer"
+    if (folder / "config.json").is_file():
+        return folder, folder
+    raise CheckpointError(f"{folder}: neither text_encoder/ (+ tokenizer/) nor a T5 config.json in this folder")
 
 
 def settings_record(**kwargs) -> dict[str, Any]:

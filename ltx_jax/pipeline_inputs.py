@@ -186,8 +186,9 @@ class ConditioningItem:
     Attributes:
       media: an image (see `image_array`) or a clip [F, H, W, 3] / [B, F, H, W, 3] with F = 8k+1,
         values as for images.
-      media_frame_number: the pixel frame it starts at. Only 0 is supported here (items at later
-        frames become extra tokens with their own coordinates in the official pipeline).
+      media_frame_number: the pixel frame it starts at. Items at frame 0 are written into the first
+        latent frames; items at later frames become extra tokens with their own positions (a clip
+        must start at a multiple of 8; see `pipeline_tokens`).
       conditioning_strength: s in [0, 1]; tokens start as lerp(noise, latent, s) and enter
         denoising once t < 1 - s (1 keeps them fixed).
     """
@@ -220,11 +221,9 @@ def check_items(items: Sequence[ConditioningItem] | None) -> list[ConditioningIt
     for i, it in enumerate(items):
         if not isinstance(it, ConditioningItem):
             raise ValueError(f"conditioning_items[{i}] is {type(it).__name__}, not a ConditioningItem")
-        if it.media_frame_number != 0:
-            raise ValueError(
-                f"conditioning_items[{i}].media_frame_number={it.media_frame_number}: only items at frame 0 are "
-                f"supported (items at later frames need appended tokens); valid: 0"
-            )
+        if not isinstance(it.media_frame_number, (int, np.integer)) or it.media_frame_number < 0:
+            raise ValueError(f"conditioning_items[{i}].media_frame_number={it.media_frame_number!r} is not a "
+                             f"non-negative integer (a pixel frame index)")
         if not 0.0 <= it.conditioning_strength <= 1.0:
             raise ValueError(f"conditioning_items[{i}].conditioning_strength={it.conditioning_strength} is not in [0, 1]")
     return items

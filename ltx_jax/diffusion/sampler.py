@@ -7,7 +7,11 @@ The branches of guidance (uncond / cond / perturbed) are batched into one model 
 
 The model stays abstract: `model_fn(params, latents, timestep, text_embeds, text_mask,
 skip_layer_mask) -> velocity`, a pure function of its arrays (`transformer_model_fn` builds one
-from a `Transformer3D` through nnx.split/merge). Parameters are an argument rather than closed
+from a `Transformer3D` through nnx.split/merge).
+
+Latents come as a grid [B, F, H, W, C] or as tokens [B, L, C] with explicit positions
+(`Conditioning.positions`, handed to the model as `positions=`): the official pipeline appends
+conditioning tokens at other frames with their own coordinates and per-token times. Parameters are an argument rather than closed
 over, so that they are not baked into the program as constants.
 """
 
@@ -52,9 +56,9 @@ def euler_step(x: jax.Array, velocity: jax.Array, t, sigmas: jax.Array, *,
     t is already 0 (hard conditioning) has dt = 0 and stays fixed.
 
     Args:
-      x: [B, F, H, W, C] latents.
+      x: [B, F, H, W, C] latents (or tokens [B, L, C]).
       velocity: same shape, eps - x0.
-      t: scalar, [B] or per token [B, F, H, W].
+      t: scalar, [B] or per token [B, F, H, W] ([B, L]).
       sigmas: [n] the schedule (terminal 0 implied).
       noise: optional fresh eps, same shape as x.
     """
@@ -75,11 +79,15 @@ class Conditioning:
       text_embeds: [B, S, caption_channels] positive prompt.
       text_mask: [B, S] 1 keeps a text token.
       neg_text_embeds, neg_text_mask: the negative prompt, required when CFG is used.
-      conditioning_mask: optional [B, F, H, W] strength per token: 0 is generated freely, 1 is a
-        hard condition kept fixed (t = 0), s in between enters denoising once t < 1 - s.
-      init_latents: [B, F, H, W, C] the starting latents, used for image-conditioning noise.
+      conditioning_mask: optional [B, F, H, W] ([B, L] for tokens) strength per token: 0 is
+        generated freely, 1 is a hard condition kept fixed (t = 0), s in between enters denoising
+        once t < 1 - s.
+      init_latents: [B, F, H, W, C] ([B, L, C]) the starting latents, for image-conditioning noise.
       image_cond_noise_scale: scalar s; at each step tokens with mask ~ 1 are reset to
-        init + s eps t^2 (official `image_cond_noise_scale`; 0 turns it off).
+        init + s eps t^2 (official `image_cond_noise_scale`; 0 turns it off; eps from
+        `step_keys`).
+      positions: [B, L, 3] token positions in (seconds, pixels, pixels); required for token
+        latents [B, L, C], optional for a grid (it then overrides the model's grid positions).
     """
 
     text_embeds: jax.Array
@@ -89,11 +97,29 @@ class Conditioning:
     conditioning_mask: jax.Array | None = None
     init_latents: jax.Array | None = None
     image_cond_noise_scale: jax.Array = struct.field(default_factory=lambda: jnp.zeros((), jnp.float32))
+    positions: jax.Array | None = None
+
+
+def step_keys(key: jax.Array, step: int | jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(image-conditioning noise key, stochastic-sampling noise key) of loop step `step`.
+
+    Both draws are `jax.random.normal(k, latents.shape)`; exposed so that tests can hand a
+    reference implementation the same eps.
+    """
+    aug_key, step_noise_key = jax.random.split(jax.random.fold_in(key, step))
+    return aug_key, step_noise_key
 
 
 def _check(latents, sigmas, cond: Conditioning, guidance: Guidance):
-    if latents.ndim != 5:
-        raise ValueError(f"latents must be [B, F, H, W, C], got shape {tuple(latents.shape)}")
+    if latents.ndim not in (3, 5):
+        raise ValueError(f"latents must be [B, F, H, W, C] or tokens [B, L, C], got shape {tuple(latents.shape)}")
+    if latents.ndim == 3 and cond.positions is None:
+        raise ValueError("token latents [B, L, C] need cond.positions [B, L, 3]")
+    if cond.positions is not None:
+        length = latents.shape[1] if latents.ndim == 3 else latents.shape[1] * latents.shape[2] * latents.shape[3]
+        if tuple(cond.positions.shape) != (latents.shape[0], length, 3):
+            raise ValueError(f"cond.positions must be [B, L, 3] = {[latents.shape[0], length, 3]}, "
+                             f"got {list(cond.positions.shape)}")
     if sigmas.ndim != 1 or sigmas.shape[0] < 1:
         raise ValueError(f"sigmas must be a non-empty [n] schedule, got shape {tuple(sigmas.shape)}")
     n = sigmas.shape[0]
@@ -107,9 +133,9 @@ def _check(latents, sigmas, cond: Conditioning, guidance: Guidance):
     b = latents.shape[0]
     if cond.text_embeds.shape[0] != b:
         raise ValueError(f"text_embeds batch {cond.text_embeds.shape[0]} != latents batch {b}")
-    if cond.conditioning_mask is not None and tuple(cond.conditioning_mask.shape) != tuple(latents.shape[:4]):
+    if cond.conditioning_mask is not None and tuple(cond.conditioning_mask.shape) != tuple(latents.shape[:-1]):
         raise ValueError(
-            f"conditioning_mask must be per token {list(latents.shape[:4])}, got {list(cond.conditioning_mask.shape)}"
+            f"conditioning_mask must be per token {list(latents.shape[:-1])}, got {list(cond.conditioning_mask.shape)}"
         )
 
 
@@ -127,22 +153,24 @@ def _denoise(model_fn: ModelFn, params, latents, sigmas, cond: Conditioning, gui
     tmasks = ([cond.neg_text_mask] if guidance.use_cfg else []) + [cond.text_mask] * (1 + guidance.use_stg)
     text = jnp.concatenate(texts, axis=0)  # [nb*B, S, D]
     text_mask = jnp.concatenate([jnp.asarray(m, jnp.float32) for m in tmasks], axis=0)  # [nb*B, S]
+    extra = {}
+    if cond.positions is not None:
+        extra["positions"] = jnp.concatenate([jnp.asarray(cond.positions, jnp.float32)] * nb, axis=0)  # [nb*B, L, 3]
 
     def body(i, x):
         t = sigmas[i]
-        step_key = jax.random.fold_in(key, i)
-        aug_key, step_noise_key = jax.random.split(step_key)
+        aug_key, step_noise_key = step_keys(key, i)
         if mask is not None:
             # Noise augmentation of the hard-conditioning tokens (official pipeline), fresh eps each step.
             s = cond.image_cond_noise_scale
             eps = jax.random.normal(aug_key, x.shape, jnp.float32)
             hard = broadcast_time(mask, x) > 1.0 - T_EPS
             x = jnp.where(hard & (s > 0.0), init + s * eps * t**2, x)
-            t_model = jnp.minimum(t, 1.0 - mask)  # [B, F, H, W]
+            t_model = jnp.minimum(t, 1.0 - mask)  # [B, F, H, W] or [B, L]
         else:
             t_model = jnp.broadcast_to(t, (b,))  # [B]
 
-        x_in = jnp.concatenate([x] * nb, axis=0)  # [nb*B, F, H, W, C]
+        x_in = jnp.concatenate([x] * nb, axis=0)  # [nb*B, F, H, W, C] or [nb*B, L, C]
         t_in = jnp.concatenate([t_model] * nb, axis=0)
         skip = None
         if guidance.use_stg:
@@ -150,7 +178,7 @@ def _denoise(model_fn: ModelFn, params, latents, sigmas, cond: Conditioning, gui
             keep = jnp.ones((num_layers, (nb - 1) * b), jnp.float32)
             perturb = jnp.broadcast_to(guidance.stg_block_mask[i][:, None], (num_layers, b))
             skip = jnp.concatenate([keep, perturb], axis=1)  # [num_layers, nb*B]
-        v_all = model_fn(params, x_in, t_in, text, text_mask, skip).astype(jnp.float32)
+        v_all = model_fn(params, x_in, t_in, text, text_mask, skip, **extra).astype(jnp.float32)
         chunks = jnp.split(v_all, nb, axis=0)
         v_u = chunks[0] if guidance.use_cfg else None
         v_c = chunks[int(guidance.use_cfg)]
@@ -188,10 +216,13 @@ def denoise(
     Args:
       model_fn: `model_fn(params, latents [B', F, H, W, C], timestep [B'] or [B', F, H, W] in [0, 1],
         text_embeds [B', S, D], text_mask [B', S], skip_layer_mask [num_layers, B'] or None)
-        -> velocity [B', F, H, W, C]`, B' = branches x B. A static argument: pass the same function
-        object each time (e.g. from `transformer_model_fn`) or the loop recompiles.
+        -> velocity [B', F, H, W, C]`, B' = branches x B; with `cond.positions` it is also given
+        `positions=[B', L, 3]` (and latents may be tokens [B', L, C], timesteps [B', L]). A static
+        argument: pass the same function object each time (e.g. from `transformer_model_fn`) or
+        the loop recompiles.
       params: pytree of arrays handed to `model_fn` (traced).
-      latents: [B, F, H, W, C] starting latents (noise, with conditioning tokens written in).
+      latents: [B, F, H, W, C] starting latents (noise, with conditioning tokens written in), or
+        tokens [B, L, C] (with `cond.positions`).
       sigmas: [n] step times, descending; the last step goes to 0.
       cond: the `Conditioning`.
       guidance: per-step `Guidance` for n steps.
@@ -199,7 +230,7 @@ def denoise(
       stochastic: official `stochastic_sampling` (re-noise to t_next with fresh eps each step).
 
     Returns:
-      [B, F, H, W, C] float32 final latents (t = 0).
+      float32 final latents (t = 0) in the input's form.
     """
     latents = jnp.asarray(latents)
     sigmas = jnp.asarray(sigmas, jnp.float32)
@@ -210,11 +241,11 @@ def denoise(
 
 @functools.lru_cache(maxsize=32)
 def _transformer_fn(graphdef, skip_layer_strategy: str, vae_scale: tuple[int, int, int]) -> ModelFn:
-    def model_fn(params, latents, timestep, text_embeds, text_mask, skip_layer_mask):
+    def model_fn(params, latents, timestep, text_embeds, text_mask, skip_layer_mask, positions=None):
         state, frame_rate = params
         model = nnx.merge(graphdef, state)
         return model(latents, timestep, text_embeds, text_mask, frame_rate=frame_rate, vae_scale=vae_scale,
-                     skip_layer_mask=skip_layer_mask, skip_layer_strategy=skip_layer_strategy)
+                     positions=positions, skip_layer_mask=skip_layer_mask, skip_layer_strategy=skip_layer_strategy)
 
     return model_fn
 

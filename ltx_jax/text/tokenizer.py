@@ -1,7 +1,9 @@
 """The T5 tokenizer, read from a local folder with transformers (never downloaded).
 
-`encode_prompts` tokenizes as both reference pipelines do: each prompt stripped, `</s>` appended,
-padded to `max_length` and truncated to it.
+`encode_prompts` tokenizes as both reference pipelines do: `</s>` appended, padded to `max_length`
+and truncated to it. The official pipeline strips each prompt of surrounding whitespace first
+(`_text_preprocessing`); diffusers does not (`strip=False`). The two differ for whitespace the T5
+normaliser keeps, e.g. the ASCII separators U+001C-U+001F, which `str.strip` removes.
 """
 
 from __future__ import annotations
@@ -37,14 +39,17 @@ def load_tokenizer(path: str | os.PathLike):
     return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
 
 
-def encode_prompts(tokenizer, prompts: str | Sequence[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
+def encode_prompts(tokenizer, prompts: str | Sequence[str], max_length: int, *,
+                   strip: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Tokenizes prompts to fixed-length ids and mask.
 
     Args:
       tokenizer: a transformers tokenizer (from `load_tokenizer`).
-      prompts: one prompt or a non-empty list of prompts; each is stripped of surrounding
-        whitespace first (the empty string is a valid prompt: just `</s>`).
+      prompts: one prompt or a non-empty list of prompts (the empty string is a valid prompt:
+        just `</s>`).
       max_length: S, the padded and truncated length (128 or 256 for LTX-Video).
+      strip: strip each prompt of surrounding whitespace first (the official pipeline; diffusers
+        passes prompts as given).
 
     Returns:
       (ids, mask): int32 numpy [B, S]; mask is 1 for tokens and 0 for padding.
@@ -63,7 +68,7 @@ def encode_prompts(tokenizer, prompts: str | Sequence[str], max_length: int) -> 
     if not isinstance(max_length, (int, np.integer)) or max_length < 1:
         raise ValueError(f"max_length={max_length!r} must be a positive integer (LTX-Video uses 128 or 256)")
     enc = tokenizer(
-        [p.strip() for p in prompts],
+        [p.strip() for p in prompts] if strip else prompts,
         padding="max_length",
         max_length=int(max_length),
         truncation=True,

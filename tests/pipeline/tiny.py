@@ -34,13 +34,19 @@ def _randomize(module: torch.nn.Module, seed: int, scale: float) -> None:
                 p.add_(scale * torch.randn(p.shape, generator=g))
 
 
-def build_components(family: str = "0.9.1", seed: int = 0) -> dict:
-    """The torch modules of a tiny LTX pipeline (VAE family '0.9.0' or '0.9.1')."""
+def build_t5(tokenizer, seed: int = 0) -> T5EncoderModel:
+    """A tiny random transformers T5 encoder (width T5_WIDTH) for `tokenizer`."""
     torch.manual_seed(seed)
-    tokenizer = tiny_tokenizer()
     t5 = T5EncoderModel(TorchT5Config(vocab_size=len(tokenizer), d_model=T5_WIDTH, d_kv=8, d_ff=48, num_heads=3,
                                       num_layers=2, feed_forward_proj="gated-gelu")).eval()
     _randomize(t5, seed, 0.1)
+    return t5
+
+
+def build_components(family: str = "0.9.1", seed: int = 0) -> dict:
+    """The torch modules of a tiny LTX pipeline (VAE family '0.9.0' or '0.9.1')."""
+    tokenizer = tiny_tokenizer()
+    t5 = build_t5(tokenizer, seed)
     transformer = LTXVideoTransformer3DModel(in_channels=C, out_channels=C, num_attention_heads=2,
                                              attention_head_dim=16, cross_attention_dim=32, num_layers=2,
                                              caption_channels=T5_WIDTH).eval()
