@@ -12,6 +12,7 @@ from Python (what a step-by-step PyTorch-style loop does), which isolates the on
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -141,14 +142,22 @@ def add_bench_arguments(p) -> None:
 
 
 def run_bench(args) -> dict[str, Any]:
+    common = dict(vae=args.vae, frames=args.frames, height=args.height, width=args.width, steps=args.steps,
+                  guidance_scale=args.guidance_scale, text_len=args.text_len, dtype=args.dtype, iters=args.iters,
+                  decode=not args.no_decode)
+    theirs = None
     if args.vs_diffusers:
-        import torch
+        from ltx_jax.pipeline_bench_diffusers import bench_diffusers, require_cuda
 
-        if not torch.cuda.is_available():
-            raise ValueError("--vs-diffusers needs torch with CUDA (this machine has none); run without it")
-        raise ValueError("--vs-diffusers is not implemented yet (issue 4); run without it")
-    return bench_sample(
-        args.variant, vae=args.vae, frames=args.frames, height=args.height, width=args.width, steps=args.steps,
-        guidance_scale=args.guidance_scale, text_len=args.text_len, dtype=args.dtype, attention=args.attention,
-        iters=args.iters, baseline=not args.no_baseline, decode=not args.no_decode,
-    )
+        require_cuda()
+        # diffusers first: it frees its memory afterwards, while JAX keeps what it reserved.
+        theirs = bench_diffusers(args.variant, **common)
+    result = bench_sample(args.variant, attention=args.attention, baseline=not args.no_baseline, **common)
+    if theirs is not None:
+        result["diffusers"] = theirs
+        ratios = {"denoise": theirs["denoise"]["video_s"] / result["denoise"]["video_s"]}
+        if "video" in theirs and "video_s" in result:
+            ratios["video"] = theirs["video"]["video_s"] / result["video_s"]
+        result["speedup_vs_diffusers"] = ratios
+        print("speedup vs diffusers: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()), file=sys.stderr)
+    return result

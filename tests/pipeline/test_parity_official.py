@@ -10,6 +10,8 @@ agree within 1e-3 max absolute error (issue 4): text-to-video with CFG, with STG
 0, and conditioning items at later frames (extra tokens with their own positions).
 """
 
+import shutil
+
 import jax
 import numpy as np
 import pytest
@@ -17,7 +19,9 @@ import torch
 from ltx_video.utils.skip_layer_strategy import SkipLayerStrategy
 
 import ltx_jax
+from ltx_jax.convert.safetensors_io import CheckpointError
 from ltx_jax.diffusion.sampler import step_keys
+from ltx_jax.diffusion.schedules import schedule_from_config
 from ltx_jax.pipeline import seed_keys
 from ltx_jax.pipeline_inputs import ConditioningItem
 from tests.pipeline.official import official_pipeline, run_official, torch_media, write_checkpoint
@@ -33,10 +37,38 @@ SEED = 3
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    paths = write_checkpoint(tmp_path_factory.mktemp("official"))
-    ours = ltx_jax.LTXPipeline.from_pretrained(paths["checkpoint"], text_encoder=paths["text_encoder"])
-    return official_pipeline(paths), ours
+def files(tmp_path_factory):
+    return write_checkpoint(tmp_path_factory.mktemp("official"))
+
+
+@pytest.fixture(scope="module")
+def pair(files):
+    ours = ltx_jax.LTXPipeline.from_pretrained(files["checkpoint"], text_encoder=files["text_encoder"])
+    return official_pipeline(files), ours
+
+
+def test_single_file_with_text_encoder_folder(pair, files, tmp_path):
+    ref, pipe = pair
+    # The scheduler comes from the file's metadata and gives the original scheduler's times.
+    assert pipe.scheduler_config["_class_name"] == "RectifiedFlowScheduler" and pipe.scheduler_config["shifting"] == "SD3"
+    ref.scheduler.set_timesteps(5, samples_shape=(1, C, 3, 2, 3))
+    np.testing.assert_allclose(schedule_from_config(pipe.scheduler_config, 5, 18), ref.scheduler.timesteps.numpy(),
+                               atol=1e-6)
+    assert pipe.transformer.config.causal_temporal_positioning is True
+    with pytest.raises(CheckpointError, match="single-file checkpoint: pass text_encoder=FOLDER"):
+        ltx_jax.LTXPipeline.from_pretrained(files["checkpoint"])
+    with pytest.raises(CheckpointError, match="text encoder folder not found"):
+        ltx_jax.LTXPipeline.from_pretrained(files["checkpoint"], text_encoder=tmp_path / "nope")
+    with pytest.raises(CheckpointError, match="neither text_encoder/ .. tokenizer/. nor a T5 config.json"):
+        ltx_jax.LTXPipeline.from_pretrained(files["checkpoint"], text_encoder=tmp_path)
+    # One T5 folder with the tokenizer files beside the weights works too.
+    t5 = tmp_path / "t5"
+    shutil.copytree(files["text_encoder"] / "text_encoder", t5)
+    for f in (files["text_encoder"] / "tokenizer").iterdir():
+        shutil.copy(f, t5)
+    other = ltx_jax.LTXPipeline.from_pretrained(files["checkpoint"], text_encoder=t5)
+    np.testing.assert_array_equal(np.asarray(other.encode_prompt(["a cat"], 8, use_mask=True)[0]),
+                                  np.asarray(pipe.encode_prompt(["a cat"], 8, use_mask=True)[0]))
 
 
 def _grid(num_frames, height=64, width=96):

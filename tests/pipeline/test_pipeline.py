@@ -143,3 +143,47 @@ def test_decode_noise_space_differs_between_semantics(pipe):
     finally:
         pipe.vae.latents_std.set_value(pipe.vae.latents_std[...] / 2.0)
     assert np.abs(np.asarray(a) - np.asarray(b)).max() > 1e-3
+
+
+def test_prompt_stripping_follows_semantics(pipe):
+    from ltx_jax.text.tokenizer import encode_prompts
+
+    # U+001C is kept by T5's normaliser (an unknown token) and removed by str.strip.
+    kept, _ = encode_prompts(pipe.tokenizer, ["a cat\x1c"], 8, strip=False)
+    stripped, _ = encode_prompts(pipe.tokenizer, ["a cat\x1c"], 8, strip=True)
+    plain, _ = encode_prompts(pipe.tokenizer, ["a cat"], 8, strip=False)
+    np.testing.assert_array_equal(stripped, plain)
+    assert pipe.tokenizer.unk_token_id in kept[0] and not np.array_equal(kept, plain)
+    kw = dict(SMALL, num_inference_steps=2, guidance_scale=3.0, output_type="latent", seed=0)
+    for semantics, same in (("official", True), ("diffusers", False)):
+        off = dict(stg_scale=0.0) if semantics == "official" else {}
+        a = np.asarray(pipe("a cat\x1c", "blurry\x1c", semantics=semantics, **off, **kw))
+        b = np.asarray(pipe("a cat", "blurry", semantics=semantics, **off, **kw))
+        assert np.array_equal(a, b) is same, semantics
+
+
+@pytest.mark.parametrize("item, message", [
+    (ConditioningItem(np.zeros((9, 32, 32, 3), np.float32), 3, 1.0),
+     "media_frame_number=3: a clip must start at a multiple of 8; nearest valid: 0, 8"),
+    (ConditioningItem(np.zeros((9, 32, 32, 3), np.float32), 16, 1.0),
+     "media_frame_number=16 with 9 frame(s) does not fit in 17 frames; valid: 0..8"),
+    (ConditioningItem(np.zeros((32, 32, 3), np.float32), -1, 1.0), "media_frame_number=-1 is not a non-negative"),
+    (ConditioningItem(np.zeros((32, 32, 3), np.float32), 4, 1.5), "conditioning_strength=1.5 is not in [0, 1]"),
+])
+def test_bad_conditioning_items_are_refused(pipe, item, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        pipe("a cat", conditioning_items=[item], semantics="official", stg_scale=0.0, num_inference_steps=2, **SMALL)
+
+
+def test_items_at_later_frames_one_compile_and_effect(pipe):
+    # Extra tokens for an image at frame 12: new strengths, seeds and guidance reuse the program.
+    image = np.random.default_rng(2).uniform(0, 1, (32, 32, 3)).astype(np.float32)
+    kw = dict(SMALL, num_inference_steps=3, semantics="official", output_type="latent", stg_scale=0.0)
+    size0 = _denoise_jit._cache_size()
+    a = np.asarray(pipe("a cat", conditioning_items=[ConditioningItem(image, 12, 1.0)], seed=0, **kw))
+    b = np.asarray(pipe("a cat", conditioning_items=[ConditioningItem(image, 12, 0.6)], seed=1, guidance_scale=5.0,
+                        **kw))
+    assert _denoise_jit._cache_size() - size0 == 1
+    free = np.asarray(pipe("a cat", conditioning_items=[ConditioningItem(1.0 - image, 12, 1.0)], seed=0, **kw))
+    assert a.shape == b.shape == (1, 3, 1, 1, 8)  # the extra tokens are dropped
+    assert np.abs(a - free).max() > 1e-3 and np.abs(a - b).max() > 1e-3  # the item conditions the video
