@@ -138,7 +138,10 @@ def add_video_size_arguments(p, frames: int, height: int, width: int) -> None:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("model", nargs="?", default=None, help="diffusers pipeline folder (transformer/, vae/, ...)")
+    p.add_argument("model", nargs="?", default=None,
+                   help="diffusers pipeline folder (transformer/, vae/, ...) or a Lightricks single .safetensors")
+    p.add_argument("--text-encoder", default=None,
+                   help="text encoder folder (text_encoder/ + tokenizer/); required with a single file")
     p.add_argument("--prompt", default="a red car driving through the city at night", help="text prompt")
     p.add_argument("--negative-prompt", default="", help="negative prompt for CFG")
     p.add_argument("--random-tiny", action="store_true", help="use a tiny randomly initialised model (no weights needed)")
@@ -186,7 +189,7 @@ def main(args) -> int:
         if not Path(args.model).is_dir():
             raise ValueError(f"pipeline folder not found: {args.model}")
         dtype = jnp.dtype(args.dtype)
-        pipe = LTXPipeline.from_pretrained(args.model, dtype=dtype, param_dtype=dtype,
+        pipe = LTXPipeline.from_pretrained(args.model, text_encoder=args.text_encoder, dtype=dtype, param_dtype=dtype,
                                            text_encoder_dtype=jnp.float32)
         result = generate(pipe, args.prompt, args.out, seed=args.seed, weights=str(args.model), progress=progress, **kw)
     print(f"  decode done in {result['timings_s'].get('decode', 0.0):.2f} s", file=sys.stderr)
