@@ -120,8 +120,15 @@ class PreemptionFlag:
     def __init__(self):
         self._event = threading.Event()
         self._multihost = jax.process_count() > 1
+        self._previous = None
         if not self._multihost and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, self._handler)
+
+    def close(self) -> None:
+        """Puts the previous SIGTERM handler back (train() may run inside a longer process)."""
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
 
     def _handler(self, signum, frame):  # noqa: ARG002
         self._event.set()

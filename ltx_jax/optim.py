@@ -67,8 +67,3 @@ def tree_norm(tree: Any) -> jax.Array:
     """Global L2 norm of a pytree, float32."""
     return optax.global_norm(jax.tree.map(lambda x: x.astype(jnp.float32), tree))
 
-
-def all_finite(tree: Any) -> jax.Array:
-    """True when every element of every leaf is finite."""
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)

@@ -106,10 +106,11 @@ def train(cfg: RunConfig) -> int:
             log(f"resumed from {other}")
         elif cfg.checkpoint.init_from:
             params = _load_params(cfg, abstract["params"])
-            state = jax.jit(trainer.state_from_params, out_shardings=state_sh)(params, null_text, null_mask)
+            state = jax.jit(trainer.state_from_params, out_shardings=state_sh,
+                            compiler_options=trainer.compiler_options())(params, null_text, null_mask)
             log(f"initialised from {cfg.checkpoint.init_from}")
         else:
-            state = jax.jit(trainer.init_state, out_shardings=state_sh)(null_text, null_mask)
+            state = trainer.compile_init(mesh, abstract)(null_text, null_mask)
     start = int(jax.device_get(state["step"]))
     if pidx == 0:
         dump_config(cfg, os.path.join(run_dir, "config.yaml"))
@@ -167,11 +168,11 @@ def train(cfg: RunConfig) -> int:
             _check_skips(pending, step, max_skips)
     except NonFiniteAbort as e:
         print(f"ltx-jax train: error: {e}", file=sys.stderr, flush=True)
+        return 3
+    finally:
         ckpt.close()
         metrics_out.close()
-        return 3
-    ckpt.close()
-    metrics_out.close()
+        preempted.close()
     return 0
 
 
@@ -204,5 +205,6 @@ def _load_params(cfg: RunConfig, abstract_params) -> dict:
                 if getattr(cfg.model, f.name) != getattr(got, f.name)}
         raise ValueError(f"checkpoint.init_from={cfg.checkpoint.init_from!r} does not match model: (config, weights) {diff}")
     params = nnx.to_pure_dict(nnx.state(model))
-    jax.tree.map(lambda a, p: None, abstract_params, params)  # same structure or a tree error
+    if abstract_params is not None:
+        jax.tree.map(lambda a, p: None, abstract_params, params)  # same structure or a tree error
     return params

@@ -10,6 +10,7 @@ FLOPs are analytic (`ltx_jax.flops`): XLA's cost analysis counts a scanned layer
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from typing import Any
@@ -28,6 +29,7 @@ from ltx_jax.train_step import Trainer
 # HBM per device (GiB) by device_kind prefix; TPU values are the limits libtpu reports in its OOM.
 HBM_GIB = {"TPU v4": 32.0, "TPU v5 lite": 15.75, "TPU v5": 95.74, "TPU v6 lite": 31.25, "TPU7x": 192.0,
            "NVIDIA H100": 80.0, "NVIDIA H200": 141.0}
+BASELINES = ("auto", "remat_none", "single_device", "none")
 _COLLECTIVES = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all", "collective-permute")
 
 
@@ -43,6 +45,10 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--topology", default=None, help="compile only for a TPU topology, e.g. v5p:4x4x8")
     p.add_argument("--num-slices", type=int, default=1, help="TPU slices for --topology")
     p.add_argument("--iters", type=int, default=5, help="timed steps (0: compile only)")
+    p.add_argument("--baseline", default="auto", choices=BASELINES,
+                   help="same-process baseline for the ratio: remat_none (same mesh, no remat), "
+                        "single_device (the same global batch on one device), none; auto: remat_none "
+                        "when a remat policy is set, else single_device when timing several local devices")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
 
 
@@ -60,8 +66,39 @@ def run_bench(args) -> dict[str, Any]:
     devices = _topology_devices(args.topology, args.num_slices) if args.topology else jax.devices()
     grid = latent_grid(args.frames, args.height, args.width)
     batch = max(1, int(round(args.batch_per_device * len(devices))))
-    return bench_train(cfg, devices, grid=grid, batch=batch, text_len=args.text_len,
-                       iters=0 if args.topology else args.iters, topology=args.topology)
+    iters = 0 if args.topology else args.iters
+    result = bench_train(cfg, devices, grid=grid, batch=batch, text_len=args.text_len, iters=iters,
+                         topology=args.topology)
+    kind = _baseline_kind(args.baseline, cfg, devices, iters)
+    if kind is None or "error" in result:
+        return result
+    if kind == "remat_none":
+        base_cfg, base_devices = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, remat_policy="none")), devices
+    else:
+        base_cfg, base_devices = dataclasses.replace(cfg, mesh=dataclasses.replace(
+            cfg.mesh, data=1, fsdp=1, seq=1, tensor=1, dcn_data=1)), devices[:1]
+    base = bench_train(base_cfg, base_devices, grid=grid, batch=batch, text_len=args.text_len, iters=iters,
+                       topology=args.topology)
+    result["baseline"] = {"kind": kind, **{k: base.get(k) for k in (
+        "mesh", "remat", "devices", "per_device_gib", "fits", "compile_s", "step_time_s", "tokens_per_s", "error")
+        if k in base}}
+    if result.get("per_device_gib") and base.get("per_device_gib"):
+        result["memory_ratio_vs_baseline"] = result["per_device_gib"] / base["per_device_gib"]
+    if result.get("step_time_s") and base.get("step_time_s"):
+        # remat_none: the recompute cost (> 1); single_device: the speed-up from sharding (ideal = devices).
+        result["speedup_vs_baseline"] = base["step_time_s"] / result["step_time_s"]
+    return result
+
+
+def _baseline_kind(choice: str, cfg, devices, iters: int) -> str | None:
+    if choice == "none":
+        return None
+    if choice != "auto":
+        return choice
+    if cfg.model.remat_policy != "none":
+        return "remat_none"
+    local = all(d.process_index == jax.process_index() for d in devices)
+    return "single_device" if iters > 0 and len(devices) > 1 and local else None
 
 
 def bench_train(cfg, devices, *, grid, batch, text_len, iters=5, topology=None) -> dict[str, Any]:
@@ -122,8 +159,9 @@ def bench_train(cfg, devices, *, grid, batch, text_len, iters=5, topology=None) 
 
 
 def _time_steps(trainer, step, mesh, state_sh, batch_sh, shapes, null, iters, flops, tokens, kind, n):
+    abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype), jax.eval_shape(trainer.init_state, *null))
     with jax.set_mesh(mesh):
-        state = jax.jit(trainer.init_state, out_shardings=state_sh)(jnp.zeros(null[0].shape), jnp.ones(null[1].shape, jnp.int32))
+        state = trainer.compile_init(mesh, abstract)(jnp.zeros(null[0].shape), jnp.ones(null[1].shape, jnp.int32))
         key = jax.random.key(0)
         batch = {
             "latents": jax.device_put(jax.random.normal(key, shapes["latents"]), batch_sh["latents"]),

@@ -1,7 +1,10 @@
-"""The jitted train step: each sharding preset on 8 CPU devices equals one device; NaN skipping."""
+"""The jitted train step: each sharding preset on 8 CPU devices equals one device; NaN skipping.
+
+One initial state is made on one device and placed onto each preset's shardings, so every preset
+costs one compile (its step); the NaN test reuses the FSDP step.
+"""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
@@ -11,35 +14,41 @@ from ltx_jax.config import load_config
 from ltx_jax.data import build_steps
 from ltx_jax.data.pipeline import global_batch_shapes
 from ltx_jax.train_step import Trainer
+from tests.train.common import FAST, SMOKE
 
 STEPS = 3
-FAST = ["train.compiler_options={xla_backend_optimization_level: 0}", "train.grad_accum=2"]
 
 
-def _run(overrides, devices=None, steps=STEPS, batches=None):
-    cfg = load_config("configs/smoke.yaml", FAST + overrides)
+def _setup(overrides, devices=None):
+    cfg = load_config(SMOKE, FAST + overrides)
     data, (null_text, null_mask) = build_steps(cfg)
-    batches = batches or [data[s] for s in range(steps)]
     mesh = shd.make_mesh(cfg.mesh, devices)
     trainer = Trainer.create(cfg)
     abstract = jax.eval_shape(trainer.init_state, null_text, null_mask)
+    shapes = global_batch_shapes(data[0], 1)
     state_sh = shd.named(mesh, trainer.state_specs(abstract, mesh))
-    shapes = global_batch_shapes(batches[0], 1)
-    step_fn = trainer.compile_train_step(mesh, abstract, shapes)
-    batch_sh = trainer.batch_shardings(mesh, shapes)
+    return data, mesh, trainer.compile_train_step(mesh, abstract, shapes), state_sh, \
+        trainer.batch_shardings(mesh, shapes), (null_text, null_mask), trainer, abstract
+
+
+def _steps(step_fn, mesh, state, batch_sh, batches):
+    losses = []
     with jax.set_mesh(mesh):
-        state = jax.jit(trainer.init_state, out_shardings=state_sh)(null_text, null_mask)
-        losses = []
         for b in batches:
             state, m = step_fn(state, {k: jax.device_put(v, batch_sh[k]) for k, v in b.items()})
             losses.append(float(m["loss"]))
-    return state, losses, trainer, mesh, (step_fn, batch_sh)
+    return state, losses
 
 
 @pytest.fixture(scope="module")
 def reference():
-    state, losses, *_ = _run(["mesh.fsdp=1"], devices=jax.devices()[:1])
-    return jax.device_get(state), losses
+    """(initial state, batches, final state, losses) of the single-device run."""
+    data, mesh, step_fn, _, batch_sh, null, trainer, abstract = _setup(["mesh.fsdp=1"], jax.devices()[:1])
+    with jax.set_mesh(mesh):
+        init = jax.device_get(trainer.compile_init(mesh, abstract)(*null))
+    batches = [data[s] for s in range(STEPS)]
+    state, losses = _steps(step_fn, mesh, jax.device_put(init, jax.devices()[0]), batch_sh, batches)
+    return init, batches, jax.device_get(state), losses
 
 
 MESHES = {
@@ -47,17 +56,16 @@ MESHES = {
     "fsdp": ["mesh.fsdp=8"],
     "fsdp_tp": ["mesh.fsdp=4", "mesh.tensor=2"],
     "fsdp_seq": ["mesh.fsdp=4", "mesh.seq=2"],
-    # The combination of the two above; slow only because each preset is one more compile.
     "fsdp_seq_tp": ["mesh.fsdp=2", "mesh.seq=2", "mesh.tensor=2"],
 }
 
 
-@pytest.mark.parametrize("preset", [p if p != "fsdp_seq_tp" else pytest.param(p, marks=pytest.mark.slow)
-                                    for p in sorted(MESHES)])
+@pytest.mark.parametrize("preset", sorted(MESHES))
 def test_sharded_step_equals_single_device(preset, reference):
     assert jax.device_count() == 8
-    state, losses, *_ = _run(MESHES[preset] + [f"mesh.preset={preset}"])
-    ref_state, ref_losses = reference
+    init, batches, ref_state, ref_losses = reference
+    _, mesh, step_fn, state_sh, batch_sh, *_ = _setup(MESHES[preset] + [f"mesh.preset={preset}"])
+    state, losses = _steps(step_fn, mesh, jax.device_put(init, state_sh), batch_sh, batches)
     np.testing.assert_allclose(losses, ref_losses, rtol=2e-5)
     for key in ("params", "opt_state", "ema"):
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6),
@@ -72,17 +80,16 @@ def test_sharded_step_equals_single_device(preset, reference):
     assert mu.sharding.spec == want  # optimizer moments follow their parameter
 
 
-def test_nonfinite_gradient_skips_update_and_counts():
-    cfg_over = ["mesh.fsdp=8"]
-    cfg = load_config("configs/smoke.yaml", FAST + cfg_over)
-    data, _ = build_steps(cfg)
-    good = data[0]
+def test_nonfinite_gradient_skips_update_and_counts(reference):
+    init, batches, *_ = reference
+    _, mesh, step_fn, state_sh, sh, *_ = _setup(["mesh.fsdp=8"])  # the fsdp test's compiled step
+    good = batches[0]
     bad = dict(good, latents=np.where(np.arange(good["latents"].size).reshape(good["latents"].shape) == 5,
                                       np.nan, good["latents"]).astype(np.float32))
-    state1, _, _, mesh, (step_fn, sh) = _run(cfg_over, batches=[good])
-    before = jax.device_get(state1)
     put = lambda b: {k: jax.device_put(v, sh[k]) for k, v in b.items()}  # noqa: E731
     with jax.set_mesh(mesh):
+        state1, _ = step_fn(jax.device_put(init, state_sh), put(good))
+        before = jax.device_get(state1)
         state2, m = step_fn(state1, put(bad))
         after = jax.device_get(state2)
         assert not np.isfinite(float(m["loss"]))
@@ -96,6 +103,13 @@ def test_nonfinite_gradient_skips_update_and_counts():
         assert np.isfinite(float(m["loss"])) and float(m["update_norm"]) > 0
 
 
+def test_programs_are_reused_within_a_process():
+    a = _setup(["mesh.fsdp=8", "run_dir=/tmp/a", "steps=12", "checkpoint.every=3"])[2]
+    b = _setup(["mesh.fsdp=-1", "run_dir=/tmp/b", "steps=15"])[2]
+    assert a is b  # run length (constant schedule), run dir and checkpoints do not change the program
+    assert _setup(["mesh.fsdp=8", "optim.lr=1e-3"])[2] is not a
+
+
 def test_mesh_sizes_and_presets_are_validated():
     assert shd.mesh_shape({"data": 2, "fsdp": -1}, 8) == (2, 4, 1, 1)
     with pytest.raises(ValueError, match="at most one -1"):
@@ -104,7 +118,7 @@ def test_mesh_sizes_and_presets_are_validated():
         shd.mesh_shape({"data": 2, "fsdp": 3}, 8)
     with pytest.raises(ValueError, match="closest: \\['fsdp_tp'"):
         shd.get_preset("fsdp_pt")
-    mesh = shd.make_mesh(load_config("configs/smoke.yaml", ["mesh.data=2", "mesh.fsdp=4"]).mesh)
+    mesh = shd.make_mesh(load_config(SMOKE, ["mesh.data=2", "mesh.fsdp=4"]).mesh)
     assert dict(mesh.shape) == {"data": 2, "fsdp": 4, "seq": 1, "tensor": 1}
     # The batch is split over both data-parallel axes; under FSDP no activation axis maps to fsdp
     # other than the batch, so activations are never gathered.
