@@ -115,6 +115,10 @@ def tfds_rows(name: str, split: str, data_dir: str | None, video_key: str, capti
         raise ValueError(f"--tfds {name} needs tensorflow-datasets (pip install tensorflow-datasets); "
                          "or write a manifest of video files and captions") from None
     source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    return _tfds_examples(source, name, video_key, caption_key)
+
+
+def _tfds_examples(source, name: str, video_key: str, caption_key: str) -> Iterator[tuple[np.ndarray, str]]:
     for i in range(len(source)):
         ex = source[i]
         if video_key not in ex or caption_key not in ex:

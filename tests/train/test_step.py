@@ -43,11 +43,11 @@ def _steps(step_fn, mesh, state, batch_sh, batches):
 @pytest.fixture(scope="module")
 def reference():
     """(initial state, batches, final state, losses) of the single-device run."""
-    data, mesh, step_fn, _, batch_sh, null, trainer, abstract = _setup(["mesh.fsdp=1"], jax.devices()[:1])
+    data, mesh, step_fn, state_sh, batch_sh, null, trainer, abstract = _setup(["mesh.fsdp=1"], jax.devices()[:1])
     with jax.set_mesh(mesh):
         init = jax.device_get(trainer.compile_init(mesh, abstract)(*null))
     batches = [data[s] for s in range(STEPS)]
-    state, losses = _steps(step_fn, mesh, jax.device_put(init, jax.devices()[0]), batch_sh, batches)
+    state, losses = _steps(step_fn, mesh, jax.device_put(init, state_sh), batch_sh, batches)
     return init, batches, jax.device_get(state), losses
 
 
