@@ -58,7 +58,7 @@ def _memory(compiled) -> dict[str, int] | None:
 
 def _run_dit(cfg, inputs, iters, seed):
     # Random weights made on the device directly (no host copy of a 2B/13B model).
-    graphdef, state = nnx.split(jit_init(lambda: Transformer3D(cfg, rngs=nnx.Rngs(seed))))
+    graphdef, state = nnx.split(jit_init(lambda rngs: Transformer3D(cfg, rngs=rngs), seed))
 
     def forward(state, latents, t, text, mask):
         return nnx.merge(graphdef, state)(latents, t, text, mask)

@@ -54,11 +54,9 @@ def bench_sample(
     attention: str = "auto", iters: int = 2, baseline: bool = True, decode: bool = True, seed: int = 0,
 ) -> dict[str, Any]:
     """Times one video: denoising (one jitted loop) and decoding, at a video size with random weights."""
-    from flax import nnx
-
     f, h, w = latent_grid(frames, height, width)
     cfg = dit_config(variant, dtype=dtype, param_dtype=dtype, attention_impl=attention)
-    dit = jit_init(lambda: Transformer3D(cfg, rngs=nnx.Rngs(seed)))
+    dit = jit_init(lambda rngs: Transformer3D(cfg, rngs=rngs), seed)
     key = jax.random.key(seed)
     k_lat, k_text, k_neg, k_loop = jax.random.split(key, 4)
     latents = jax.random.normal(k_lat, (1, f, h, w, cfg.in_channels), jnp.float32)
@@ -110,8 +108,8 @@ def bench_sample(
 
     if decode:
         vcfg = VAE_VARIANTS[vae]
-        model = jit_init(lambda: CausalVideoAutoencoder(vcfg, dtype=jnp.dtype(dtype), param_dtype=jnp.dtype(dtype),
-                                                        rngs=nnx.Rngs(seed + 1)))
+        model = jit_init(lambda rngs: CausalVideoAutoencoder(vcfg, dtype=jnp.dtype(dtype), param_dtype=jnp.dtype(dtype),
+                                                        rngs=rngs), seed + 1)
         if vcfg.latent_channels != cfg.in_channels:
             raise ValueError(f"VAE {vae!r} has {vcfg.latent_channels} latent channels, DiT {variant!r} takes {cfg.in_channels}")
         z = jax.block_until_ready(run())

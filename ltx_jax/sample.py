@@ -18,7 +18,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from ltx_jax.config import dit_config
 from ltx_jax.dit.transformer import Transformer3D
@@ -58,9 +57,9 @@ def tiny_random_pipeline(seed: int = 0) -> LTXPipeline:
     """Tiny random T5 (width 24), DiT (`tiny` variant) and VAE (`tiny-0.9.1`, t-conditioned)."""
     tokenizer = tiny_tokenizer()
     t5_cfg = T5Config(vocab_size=len(tokenizer), d_model=24, d_kv=8, d_ff=48, num_heads=3, num_layers=2)
-    t5 = jit_init(lambda: T5Encoder(t5_cfg, rngs=nnx.Rngs(seed)))
-    dit = jit_init(lambda: Transformer3D(dit_config("tiny"), rngs=nnx.Rngs(seed + 1)))
-    vae = jit_init(lambda: CausalVideoAutoencoder(VAE_VARIANTS["tiny-0.9.1"], rngs=nnx.Rngs(seed + 2)))
+    t5 = jit_init(lambda rngs: T5Encoder(t5_cfg, rngs=rngs), seed)
+    dit = jit_init(lambda rngs: Transformer3D(dit_config("tiny"), rngs=rngs), seed + 1)
+    vae = jit_init(lambda rngs: CausalVideoAutoencoder(VAE_VARIANTS["tiny-0.9.1"], rngs=rngs), seed + 2)
     return LTXPipeline(tokenizer=tokenizer, text_encoder=t5, transformer=dit, vae=vae,
                        scheduler_config=dict(DIFFUSERS_SCHEDULER))
 

@@ -141,13 +141,22 @@ def gelu_tanh(x: jax.Array) -> jax.Array:
     return jax.nn.gelu(x, approximate=True)
 
 
-def jit_init(make: Callable[[], nnx.Module]) -> nnx.Module:
-    """Builds `make()` with its initialisers compiled into one program.
+def jit_init(make: Callable[..., nnx.Module], seed: int = 0) -> nnx.Module:
+    """Builds a randomly initialised `make(rngs)` with its initialisers compiled into one program.
 
-    Eager NNX construction dispatches every initialiser op by op (tens of seconds for a conv-heavy
-    VAE on a CPU); one jitted program is fast, and on an accelerator it creates the weights there
-    directly, never on the host.
+    For random models (quickstart, benchmarks, tests). Eager NNX construction dispatches every
+    initialiser op by op (tens of seconds for a conv-heavy VAE on a CPU); one jitted program is
+    fast, and on an accelerator it creates the weights there directly, never on the host. The keys
+    are "unsafe_rbg": XLA compiles their random bits ~7x faster than threefry's (4 s vs 29 s for a
+    tiny VAE on CPU), and random weights need no stronger stream guarantees. A `make()` taking no
+    argument builds its own `nnx.Rngs` (and `seed` is unused).
     """
-    graphdef, _ = nnx.split(nnx.eval_shape(make))
-    state = jax.jit(lambda: nnx.state(make()))()
+    import inspect
+
+    if inspect.signature(make).parameters:
+        build = lambda: make(nnx.Rngs(jax.random.key(seed, impl="unsafe_rbg")))  # noqa: E731
+    else:
+        build = make
+    graphdef, _ = nnx.split(nnx.eval_shape(build))
+    state = jax.jit(lambda: nnx.state(build()))()
     return nnx.merge(graphdef, state)

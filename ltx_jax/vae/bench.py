@@ -44,11 +44,8 @@ def _bench_one(variant: str, run: _Run, video_shape, iters: int, seed: int, mode
                encode_too: bool = True) -> dict[str, Any]:
     cfg, dtype = VARIANTS[variant], jnp.dtype(run.dtype)
     if run.dtype not in models:  # one random model per dtype, shared by the runs
-        # "unsafe_rbg" keys: XLA compiles the init program ~7x faster than with threefry (4 s vs
-        # 29 s for tiny-0.9.0 on CPU); random weights for timing need no better statistics.
-        key = jax.random.key(seed, impl="unsafe_rbg")
         models[run.dtype] = nnx.split(jit_init(
-            lambda: CausalVideoAutoencoder(cfg, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(key))))
+            lambda rngs: CausalVideoAutoencoder(cfg, dtype=dtype, param_dtype=dtype, rngs=rngs), seed))
     graphdef, state = models[run.dtype]
     vae = nnx.merge(graphdef, state)
     rng = np.random.default_rng(seed)
