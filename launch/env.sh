@@ -28,6 +28,11 @@ if [ "$extra" = "test" ]; then
   # transformers 5, and only its model and scheduler modules are used, so no deps.
   pip install --no-deps "ltx-video==0.1.2"
   .venv/bin/python -c "import torch, diffusers, ltx_video"
+  # libtpu lets `bench train --topology` compile for TPU pods on this CPU (no TPU needed). It goes
+  # to its own folder, not the venv, so plain runs never try to start a TPU backend; the version
+  # is the one the installed jax pins for its [tpu] extra.
+  libtpu_req="$(.venv/bin/python -c 'import importlib.metadata as m; print(next(r.split(";")[0] for r in m.requires("jax") if r.startswith("libtpu")))')"
+  pip install --no-deps --upgrade --target .venv/libtpu-aot "$libtpu_req"
 else
   pip install -e .
 fi

@@ -5,4 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash launch/env.sh test
+export LTX_JAX_LIBTPU_PATH="${LTX_JAX_LIBTPU_PATH:-$PWD/.venv/libtpu-aot}"  # TPU-topology AOT tests
 exec .venv/bin/python -m pytest -q -n 2 --dist loadfile "$@"

@@ -215,3 +215,14 @@ def test_two_processes_train_save_and_restore(tmp_path, cache_dir):
     rows = read_metrics(run)
     assert [r["step"] for r in rows] == list(range(1, 5))
     assert all(np.isfinite(r["loss"]) for r in rows)
+
+
+def test_smoke_run_learns(tmp_path):
+    # The tiny config learns the synthetic dataset: the loss falls clearly within a few hundred
+    # steps (the README records a 300-step curve). Same compiled step as the other in-process runs.
+    run = tmp_path / "learn"
+    assert _here(run, "steps=80", "checkpoint.every=1000") == 0
+    losses = np.array([r["loss"] for r in read_metrics(run)])
+    assert len(losses) == 80 and np.all(np.isfinite(losses))
+    first, last = losses[:20].mean(), losses[-20:].mean()
+    assert last < 0.6 * first, (first, last)
