@@ -30,29 +30,32 @@ def timestep_sinusoid(t: jax.Array, dim: int = 256, max_period: float = 10000.0)
     return jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
 
 
-class TimestepEmbedding(nnx.Module):
-    """Linear -> SiLU -> Linear on sinusoidal features (diffusers `TimestepEmbedding`)."""
+class _TwoLayerMLP(nnx.Module):
+    """Linear(in, D) -> activation -> Linear(D, D); parameters `linear_1`, `linear_2` as in the
+    checkpoints."""
 
-    def __init__(self, in_dim: int, dim: int, *, dtype=jnp.float32, param_dtype=jnp.float32,
-                 rngs: nnx.Rngs):
+    def __init__(self, in_dim: int, dim: int, activation, in_axis: str, *, dtype=jnp.float32,
+                 param_dtype=jnp.float32, rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.linear_1 = Dense(in_dim, dim, axes=("time_embed", "embed"), **kw)
-        self.linear_2 = Dense(dim, dim, axes=("embed", None), **kw)
-
-    def __call__(self, features: jax.Array) -> jax.Array:
-        """[..., in_dim] -> [..., dim]."""
-        return self.linear_2(jax.nn.silu(self.linear_1(features)))
-
-
-class CaptionProjection(nnx.Module):
-    """Linear -> GELU(tanh) -> Linear from text-encoder width to model width (PixArt-alpha)."""
-
-    def __init__(self, in_dim: int, dim: int, *, dtype=jnp.float32, param_dtype=jnp.float32,
-                 rngs: nnx.Rngs):
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.linear_1 = Dense(in_dim, dim, axes=("caption", "embed"), **kw)
+        self.activation = activation
+        self.linear_1 = Dense(in_dim, dim, axes=(in_axis, "embed"), **kw)
         self.linear_2 = Dense(dim, dim, axes=("embed", None), **kw)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """[B, S, in_dim] -> [B, S, dim]."""
-        return self.linear_2(gelu_tanh(self.linear_1(x)))
+        """[..., in_dim] -> [..., dim]."""
+        return self.linear_2(self.activation(self.linear_1(x)))
+
+
+class TimestepEmbedding(_TwoLayerMLP):
+    """Linear -> SiLU -> Linear on sinusoidal features (diffusers `TimestepEmbedding`)."""
+
+    def __init__(self, in_dim: int, dim: int, **kw):
+        super().__init__(in_dim, dim, jax.nn.silu, "time_embed", **kw)
+
+
+class CaptionProjection(_TwoLayerMLP):
+    """Linear -> GELU(tanh) -> Linear from text-encoder width to model width (PixArt-alpha);
+    [B, S, in_dim] -> [B, S, dim]."""
+
+    def __init__(self, in_dim: int, dim: int, **kw):
+        super().__init__(in_dim, dim, gelu_tanh, "caption", **kw)
