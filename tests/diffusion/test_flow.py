@@ -24,6 +24,8 @@ def test_add_noise_endpoints_and_velocity():
     np.testing.assert_array_equal(flow.add_noise(x0, eps, 1.0), eps)
     t = np.array([0.3, 0.8], np.float32)
     xt = flow.add_noise(x0, eps, t)
+    # Analytic identities evaluated in float32: the tolerances are float32 rounding of a
+    # two-term sum of O(1) values (a few ulps), not a parity tolerance.
     np.testing.assert_allclose(xt[1], 0.2 * x0[1] + 0.8 * eps[1], rtol=1e-6, atol=1e-7)
     v = flow.velocity_target(x0, eps)
     np.testing.assert_array_equal(v, eps - x0)
@@ -83,6 +85,7 @@ def test_shifted_logit_normal_sampler():
 def test_uniform_sampler_and_rounding():
     t = flow.sample_timesteps(jax.random.key(3), 10000, 100, kind="uniform")
     assert 0.0 <= float(t.min()) and float(t.max()) < 1.0 and abs(float(t.mean()) - 0.5) < 0.02
+    # round(1000 t) / 1000 in float32: 0.123 is not representable exactly, hence one ulp of slack.
     np.testing.assert_allclose(flow.round_timesteps(jnp.array([0.1234, 0.9996])), [0.123, 1.0], atol=1e-7)
     with pytest.raises(ValueError, match="valid: \\('uniform', 'shifted_logit_normal'\\)"):
         flow.sample_timesteps(jax.random.key(0), 4, 100, kind="lognormal")

@@ -37,6 +37,7 @@ def test_shifted_uniform_matches_diffusers(n, num_tokens):
     sigmas, timesteps = _diffusers_sigmas(DIFFUSERS_SCHEDULER_CONFIG, n, num_tokens)
     ours = S.shifted_uniform_schedule(n, num_tokens)
     assert sigmas[-1] == 0.0 and len(sigmas) == n + 1  # diffusers appends the terminal 0; we imply it
+    # 1e-6 is the bound issue 4 fixes for schedules (float32 vs diffusers' float64/float32 mix).
     np.testing.assert_allclose(ours, sigmas[:-1], rtol=0, atol=1e-6)
     np.testing.assert_allclose(ours * 1000.0, timesteps, rtol=1e-6, atol=0)
     np.testing.assert_allclose(S.schedule_from_config(DIFFUSERS_SCHEDULER_CONFIG, n, num_tokens), ours, atol=0, rtol=0)
@@ -58,7 +59,7 @@ def test_official_sd3_and_linear_quadratic_match_rf_scheduler(n, num_tokens):
 
 
 def test_spec_listed_values():
-    # ltx_spec.md 4.3 lists these to 4 decimals.
+    # ltx_spec.md 4.3 lists these to 4 decimals: 5e-5 is half a unit of the last listed digit.
     spec_20 = [1.0, 0.9946, 0.9886, 0.982, 0.9746, 0.9664, 0.957, 0.9463, 0.934, 0.9198, 0.903, 0.8829, 0.8586,
                0.8284, 0.7899, 0.7393, 0.6696, 0.5677, 0.4043, 0.1]
     np.testing.assert_allclose(S.shifted_uniform_schedule(20, 6144), spec_20, atol=5e-5)
