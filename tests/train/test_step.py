@@ -67,6 +67,9 @@ def test_sharded_step_equals_single_device(preset, reference):
     _, mesh, step_fn, state_sh, batch_sh, *_ = _setup(MESHES[preset] + [f"mesh.preset={preset}"])
     state, losses = _steps(step_fn, mesh, jax.device_put(init, state_sh), batch_sh, batches)
     np.testing.assert_allclose(losses, ref_losses, rtol=2e-5)
+    # Sharded reductions sum in another order (float32 rounding); Adam divides by sqrt(v), which
+    # turns a last-bit gradient difference on near-zero coordinates into up to ~1e-4 relative in
+    # the parameters after a few steps. Not an oracle parity tolerance.
     for key in ("params", "opt_state", "ema"):
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6),
                      jax.device_get(state[key]), ref_state[key])
