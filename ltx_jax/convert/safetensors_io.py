@@ -122,6 +122,17 @@ class TensorSource:
     def keys(self) -> list[str]:
         return list(self._where)
 
+    def view(self, prefix: str = "", *, exclude: tuple[str, ...] = ()) -> "TensorSource":
+        """The tensors whose names start with `prefix` (stripped), minus names starting with any
+        of `exclude`; shares the opened files (no second header read)."""
+        out = object.__new__(TensorSource)
+        out.files, out.metadata = self.files, self.metadata
+        out._where = {
+            k[len(prefix):]: v for k, v in self._where.items()
+            if k.startswith(prefix) and not k[len(prefix):].startswith(exclude)
+        }
+        return out
+
     def __contains__(self, key: str) -> bool:
         return key in self._where
 

@@ -165,16 +165,15 @@ def _open(path: str | os.PathLike) -> tuple[TensorSource, DiTConfig, str]:
     if path.is_file():
         if path.suffix != ".safetensors":
             raise CheckpointError(f"{path}: only .safetensors checkpoints are read (never pickles)")
-        probe = TensorSource(path)
-        prefix = LIGHTRICKS_PREFIX if any(k.startswith(LIGHTRICKS_PREFIX) for k in probe.keys()) else ""
-        if "config" not in probe.metadata:
+        whole = TensorSource(path)
+        if "config" not in whole.metadata:
             raise CheckpointError(f"{path}: no 'config' in the safetensors metadata (Lightricks single-file layout)")
-        meta = json.loads(probe.metadata["config"])
+        meta = json.loads(whole.metadata["config"])
         if "transformer" not in meta:
             raise CheckpointError(f"{path}: the metadata config has no 'transformer' section")
-        source = TensorSource(path, prefix=prefix) if prefix else probe
-        if not prefix:  # an unprefixed single file may still hold the VAE's tensors
-            source._where = {k: v for k, v in source._where.items() if not k.startswith("vae.")}
+        # Transformer tensors are prefixed (loaders also accept none); the VAE's share the file.
+        prefixed = any(k.startswith(LIGHTRICKS_PREFIX) for k in whole.keys())
+        source = whole.view(LIGHTRICKS_PREFIX) if prefixed else whole.view(exclude=("vae.",))
         return source, config_from_lightricks(meta["transformer"]), "lightricks"
     raise CheckpointError(f"no such checkpoint file or folder: {path}")
 
@@ -221,16 +220,13 @@ def load_transformer(path, *, dtype=jnp.float32, param_dtype=jnp.float32, **conf
     flat = []
     for path_, var in nnx.to_flat_state(abstract_state):
         keys, transpose, stacked = plan[path_]
-        arrays = [source.get(k) for k in keys] if not stacked else None
+        torch_layout = lambda t: (t.T if transpose else t).astype(np_dtype)  # noqa: E731
         if stacked:
             buf = np.empty(var.get_value().shape, np_dtype)
             for i, k in enumerate(keys):  # one layer's tensor in memory at a time
-                t = source.get(k)
-                buf[i] = (t.T if transpose else t).astype(np_dtype)
-                del t
+                buf[i] = torch_layout(source.get(k))
         else:
-            t = arrays[0]
-            buf = (t.T if transpose else t).astype(np_dtype)
+            buf = torch_layout(source.get(keys[0]))
         value = jnp.asarray(buf)
         del buf
         flat.append((path_, var.replace(value)))
