@@ -66,6 +66,8 @@ def main(args) -> int:
             frames = load_frames(video) if isinstance(video, (str, os.PathLike)) else np.asarray(video)
             example = enc.example(fit_to_bucket(frames, buckets), caption)
             count[0] += 1
+            if count[0] % 50 == 0:  # a long encode shows it is moving
+                print(f"  encoded {count[0]} clips", file=sys.stderr, flush=True)
             yield example, caption
 
     index = write_shards(args.out, examples(), enc.text([""]), per_shard=args.per_shard)
