@@ -1,5 +1,6 @@
 """Pallas flash attention (interpret mode on CPU) against float64 numpy: forward and gradients."""
 
+import dataclasses
 import types
 
 import jax
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from ltx_jax.nn.attention import attention
-from ltx_jax.nn.kernels.flash_gpu import BLOCK_TABLE, INTERPRET_BLOCKS, BlockSizes, default_block_sizes, flash_attention
+from ltx_jax.nn.kernels.flash_gpu import BLOCK_TABLE, BWD_MODES, INTERPRET_BLOCKS, BlockSizes, default_block_sizes, flash_attention
 from tests.nn.attention_reference import BF16_RTOL, check
 from tests.nn.attention_reference import inputs as _inputs
 from tests.oracle import LAYER_RTOL, rel_l2
@@ -18,13 +19,16 @@ def _check(fn, q, k, v, dout, keep, dtype, rtol):
     return check(fn, q, k, v, dout, keep, dtype, rtol)[:2]
 
 
-def test_float32_odd_lengths_mask_and_empty_rows():
+@pytest.mark.parametrize("bwd", BWD_MODES)
+def test_float32_odd_lengths_mask_and_empty_rows(bwd):
     # Lq=37, Lk=29: neither a multiple of the 16-blocks; head dim 8 is zero-padded to 16.
     q, k, v, dout = _inputs(3, 37, 29, 2, 8)
     keep = np.random.default_rng(1).uniform(size=(3, 29)) > 0.4
     keep[1] = False  # a batch row with every key masked
     keep[2, :20] = False  # a masked run that covers a whole key block
-    out, grads = _check(lambda q, k, v: flash_attention(q, k, v, keep), q, k, v, dout, keep, jnp.float32, LAYER_RTOL)
+    blocks = dataclasses.replace(INTERPRET_BLOCKS, bwd=bwd)
+    fn = lambda q, k, v: flash_attention(q, k, v, keep, block_sizes=blocks)  # noqa: E731
+    out, grads = _check(fn, q, k, v, dout, keep, jnp.float32, LAYER_RTOL)
     assert np.all(np.asarray(out)[1] == 0)
     for g in grads:
         assert np.all(np.isfinite(np.asarray(g)))
@@ -44,10 +48,11 @@ def test_bfloat16_with_mask():
     _check(lambda q, k, v: flash_attention(q, k, v, keep), q, k, v, dout, keep, jnp.bfloat16, BF16_RTOL)
 
 
-def test_mixed_block_sizes_pad_to_the_largest():
+@pytest.mark.parametrize("bwd", BWD_MODES)
+def test_mixed_block_sizes_pad_to_the_largest(bwd):
     # Forward blocks 16, backward blocks 32: L pads to 64 and the 16-key forward blocks past the
     # true length must be masked without any user mask.
-    blocks = BlockSizes(16, 16, 32, 32, 32, 16)
+    blocks = BlockSizes(16, 16, 32, 32, 32, 16, bwd=bwd)
     q, k, v, dout = _inputs(1, 35, 40, 1, 16, seed=7)
     keep = np.ones((1, 40), bool)
     fn = lambda q, k, v: flash_attention(q, k, v, block_sizes=blocks)  # noqa: E731
@@ -64,20 +69,22 @@ def test_attention_impl_pallas_matches_xla():
     assert rel_l2(out, ref) <= LAYER_RTOL
 
 
-@pytest.mark.parametrize("kd,dtype", [(64, jnp.bfloat16), (128, jnp.float32)])
-def test_kernels_lower_to_triton_for_cuda(kd, dtype):
+@pytest.mark.parametrize("kd,dtype,bwd", [(64, jnp.bfloat16, "fused"), (128, jnp.float32, "split")])
+def test_kernels_lower_to_triton_for_cuda(kd, dtype, bwd):
     # Cross-lowering on the CPU runs the Pallas -> Triton lowering rules that a GPU would, so
-    # an operation Triton cannot express fails here, not first on the GPU.
+    # an operation Triton cannot express (the atomic dq adds included) fails here, not first on
+    # the GPU.
     x = jax.ShapeDtypeStruct((2, 200, 2, kd), dtype)
     mask = jax.ShapeDtypeStruct((2, 200), jnp.bool_)
-    blocks = BLOCK_TABLE[("9", kd)]
+    blocks = dataclasses.replace(BLOCK_TABLE[("9", kd)], bwd=bwd)
 
     def fwd_bwd(q, k, v, do, mask):
         fn = lambda q, k, v: flash_attention(q, k, v, mask, block_sizes=blocks, interpret=False)  # noqa: E731
         return jax.vjp(fn, q, k, v)[1](do)
 
     text = jax.jit(fwd_bwd).trace(x, x, x, x, mask).lower(lowering_platforms=("cuda",)).as_text()
-    assert text.count("__gpu$xla.gpu.triton") == 3  # forward, dk/dv, dq
+    # forward, dk/dv(/dq), dq when split
+    assert text.count("__gpu$xla.gpu.triton") == (2 if bwd == "fused" else 3)
 
 
 def test_block_table_and_errors():
@@ -89,6 +96,8 @@ def test_block_table_and_errors():
     assert default_block_sizes(64, unknown) == BLOCK_TABLE[("9", 64)]
     with pytest.raises(ValueError, match="block_k=48 must be a power of two >= 16; nearest: 32, 64"):
         BlockSizes(block_k=48)
+    with pytest.raises(ValueError, match=r"bwd='atomic' must be one of \('fused', 'split'\)"):
+        BlockSizes(bwd="atomic")
     q, k, v, _ = _inputs(1, 4, 5, 1, 8)
     with pytest.raises(ValueError, match=r"mask must be \[B, Lk\] = \[1, 5\]"):
         flash_attention(q, k, v, np.ones((1, 4)))

@@ -8,8 +8,10 @@ with every local device on `seq`; their TFLOP/s are for all devices together. FL
 matmuls only, 2 per multiply-add: forward 4*B*N*Lq*Lk*K (q k^T and p v), backward 2.5x that
 (five matmuls: the recomputed q k^T, dv, dp, dq, dk), the FlashAttention papers' convention.
 
-`autotune_blocks` sweeps flash_gpu.BlockSizes candidates on the current GPU and returns the
-fastest forward and backward tilings; its output is what BLOCK_TABLE records per generation.
+`autotune_blocks` sweeps flash_blocks.BlockSizes candidates on the current GPU and returns the
+fastest forward and backward tilings; `ltx-jax bench attention --autotune --record PATH` writes
+them into the JSON record that $LTX_JAX_FLASH_BLOCKS=PATH makes the kernel's default
+(flash_blocks.default_block_sizes), and its "best" is what BLOCK_TABLE holds per generation.
 `check_accuracy` compares the Pallas kernel with a float32 'highest'-precision XLA reference at
 a realistic shape. `python -m ltx_jax.nn.kernels.bench_attention OUT.json` runs all three.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 from typing import Any, Callable, Sequence
@@ -31,7 +34,8 @@ from jax.sharding import PartitionSpec as P
 
 from ltx_jax.nn.attention import SEQ_PARALLEL_IMPLS, attention
 from ltx_jax.sharding import MESH_AXES
-from ltx_jax.nn.kernels.flash_gpu import BlockSizes, default_block_sizes, flash_attention
+from ltx_jax.nn.kernels.flash_blocks import RECORD_ENV, BlockSizes, default_block_sizes, record_blocks
+from ltx_jax.nn.kernels.flash_gpu import flash_attention
 
 # (B, L, N, K): LTX-2B self-attention at 6144 tokens (768x512x121) and longer clips; 13B heads.
 DEFAULT_SHAPES = ((2, 6144, 32, 64), (2, 4096, 32, 64), (2, 8192, 32, 64), (2, 16384, 32, 64),
@@ -193,10 +197,11 @@ FWD_CANDIDATES = (  # (block_q, block_k, warps, stages)
     (128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (128, 128, 4, 3), (128, 32, 4, 4),
     (64, 64, 4, 3), (64, 128, 4, 3), (128, 64, 4, 4), (256, 64, 8, 3),
 )
-BWD_CANDIDATES = (  # (block_q_dkv, block_k_dkv, block_q_dq, block_k_dq, warps, stages)
-    (64, 128, 128, 64, 8, 2), (64, 128, 128, 64, 4, 3), (32, 128, 128, 32, 4, 3),
-    (64, 64, 64, 64, 4, 2), (128, 128, 128, 128, 8, 2), (32, 64, 64, 32, 4, 3),
-    (64, 128, 128, 64, 8, 3), (128, 64, 64, 128, 8, 2),
+BWD_CANDIDATES = (  # (bwd, block_q_dkv, block_k_dkv, block_q_dq, block_k_dq, warps, stages)
+    ("fused", 64, 128, 128, 64, 8, 2), ("fused", 64, 128, 128, 64, 4, 3), ("fused", 32, 128, 128, 32, 4, 3),
+    ("fused", 64, 64, 64, 64, 4, 2), ("fused", 128, 128, 128, 128, 8, 2), ("fused", 32, 64, 64, 32, 4, 3),
+    ("split", 64, 128, 128, 64, 8, 2), ("split", 32, 128, 128, 32, 4, 3), ("split", 64, 64, 64, 64, 4, 2),
+    ("split", 128, 64, 64, 128, 8, 2),
 )
 
 
@@ -211,8 +216,9 @@ def autotune_blocks(
 ) -> dict[str, Any]:
     """Times tilings of the Pallas kernel at one shape; returns every timing and the best BlockSizes.
 
-    The forward candidates are timed on the forward alone; the backward candidates on
-    forward+backward with the best forward tiling. Stops early after `budget_s` seconds.
+    The forward candidates are timed on the forward alone; the backward candidates (fused
+    atomic-dq and split bit-reproducible backward) on forward+backward with the best forward
+    tiling. Stops early after `budget_s` seconds.
     """
     t_start = time.perf_counter()
     b, length, n, kd = shape
@@ -241,41 +247,43 @@ def autotune_blocks(
         fwd_rows.append(run(dataclasses.replace(base, block_q=bq, block_k=bk, warps_fwd=w, stages_fwd=s), "fwd"))
     best_fwd = best(fwd_rows, base)
     bwd_rows = []
-    for qkv, kkv, qdq, kdq, w, s in bwd_candidates:
+    for mode, qkv, kkv, qdq, kdq, w, s in bwd_candidates:
         if time.perf_counter() - t_start > budget_s:
             break
-        bwd_rows.append(run(dataclasses.replace(best_fwd, block_q_dkv=qkv, block_k_dkv=kkv, block_q_dq=qdq,
+        bwd_rows.append(run(dataclasses.replace(best_fwd, bwd=mode, block_q_dkv=qkv, block_k_dkv=kkv, block_q_dq=qdq,
                                                 block_k_dq=kdq, warps_bwd=w, stages_bwd=s), "fwd_bwd"))
     return {"bench": "attention_autotune", "hardware": _hardware(), "shape": list(shape), "dtype": dtype,
             "default": dataclasses.asdict(base), "best": dataclasses.asdict(best(bwd_rows, best_fwd)),
             "fwd": fwd_rows, "fwd_bwd": bwd_rows}
 
 
-def check_accuracy(shape=(2, 2000, 4, 64), dtype: str = "bfloat16", seed: int = 0) -> dict[str, float]:
+def check_accuracy(shape=(2, 2000, 4, 64), dtype: str = "bfloat16", seed: int = 0, bwd: str = "fused") -> dict[str, Any]:
     """Relative L2 error of the Pallas kernel's output and gradients against XLA in float32.
 
     The reference runs on the same (dtype-rounded) inputs upcast to float32 at 'highest' matmul
-    precision, with a random key mask and one batch row fully masked.
+    precision, with a random key mask and one batch row fully masked. `bwd` picks the backward.
     """
     b, length, n, kd = shape
     q, k, v, do = _inputs(shape, jnp.dtype(dtype), seed)
     keep = jax.random.uniform(jax.random.key(seed + 1), (b, length)) > 0.3
     keep = keep.at[-1].set(False) if b > 1 else keep
+    blocks = dataclasses.replace(default_block_sizes(kd), bwd=bwd)
 
-    def outputs(impl, *xs):
-        fn = lambda q, k, v: attention(q, k, v, mask=keep, impl=impl)  # noqa: E731
+    def outputs(fn, *xs):
         out, vjp = jax.vjp(fn, *xs[:3])
         return (out, *vjp(xs[3]))
 
-    got = jax.jit(lambda *xs: outputs("pallas", *xs))(q, k, v, do)
+    pallas = lambda q, k, v: flash_attention(q, k, v, keep, block_sizes=blocks)  # noqa: E731
+    xla = lambda q, k, v: attention(q, k, v, mask=keep, impl="xla")  # noqa: E731
+    got = jax.jit(lambda *xs: outputs(pallas, *xs))(q, k, v, do)
     with jax.default_matmul_precision("highest"):
-        ref = jax.jit(lambda *xs: outputs("xla", *xs))(*(x.astype(jnp.float32) for x in (q, k, v, do)))
+        ref = jax.jit(lambda *xs: outputs(xla, *xs))(*(x.astype(jnp.float32) for x in (q, k, v, do)))
     errs = {}
     for name, g, r in zip(("out", "dq", "dk", "dv"), got, ref):
         g, r = np.asarray(g, np.float64), np.asarray(r, np.float64)
         errs[name] = float(np.linalg.norm(g - r) / max(np.linalg.norm(r), 1e-30))
         errs[f"{name}_finite"] = bool(np.all(np.isfinite(g)))
-    return {"shape": list(shape), "dtype": dtype, "rel_l2": errs}
+    return {"shape": list(shape), "dtype": dtype, "bwd": bwd, "rel_l2": errs}
 
 
 def add_bench_arguments(p) -> None:
@@ -289,13 +297,39 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16", "float16"), help="input dtype")
     p.add_argument("--modes", default="fwd,fwd_bwd", help="fwd and/or fwd_bwd")
     p.add_argument("--iters", type=int, default=20, help="calls per timing repeat")
+    p.add_argument("--autotune", action="store_true",
+                   help="instead of benchmarking, sweep the Pallas kernel's block sizes at the first shape of "
+                        "each head dim in --shapes and record the fastest (see --record)")
+    p.add_argument("--record", default=None,
+                   help=f"JSON record the autotuned blocks are written into (default ${RECORD_ENV}); "
+                        f"point ${RECORD_ENV} at it to make them the kernel's default")
+    p.add_argument("--budget-s", type=float, default=240.0, help="autotune time limit per head dim")
 
 
 def run_bench(args) -> dict[str, Any]:
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    if args.autotune:
+        return run_autotune(shapes, args.dtype, args.iters, args.budget_s, args.record or os.environ.get(RECORD_ENV))
     impls = tuple(args.impls.split(",")) if args.impls else None
     return bench_attention(shapes, impls, dtype=args.dtype, modes=tuple(args.modes.split(",")),
                            iters=args.iters, baseline=args.baseline)
+
+
+def run_autotune(shapes, dtype="bfloat16", iters=10, budget_s=240.0, record=None, **candidates) -> dict[str, Any]:
+    """Autotunes at the first shape of each head dim; writes each best tiling into `record`."""
+    by_head_dim = {}
+    for shape in shapes:
+        by_head_dim.setdefault(shape[3], shape)
+    runs = []
+    for kd, shape in by_head_dim.items():
+        tuned = autotune_blocks(shape, dtype=dtype, iters=iters, budget_s=budget_s, **candidates)
+        timed = [r for r in tuned["fwd_bwd"] if "ms" in r]
+        if record and timed:
+            best = min(timed, key=lambda r: r["ms"])
+            record_blocks(record, BlockSizes(**tuned["best"]), kd, shape=list(shape), dtype=dtype,
+                          fwd_bwd_ms=best["ms"], fwd_bwd_tflops_per_s=best["tflops_per_s"])
+        runs.append(tuned)
+    return {"bench": "attention_autotune", "hardware": _hardware(), "record": record, "runs": runs}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -313,11 +347,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             with open(argv[0], "w") as f:
                 f.write(json.dumps(report, indent=2) + "\n")
 
-    section("accuracy", lambda: [check_accuracy(s, d) for s, d in (
-        ((2, 2000, 4, 64), "bfloat16"), ((2, 1000, 4, 128), "float32"), ((1, 777, 2, 64), "float32"))])
-    section("autotune", lambda: autotune_blocks(budget_s=200.0))
-    best = report["autotune"].get("best")
-    tuned = BlockSizes(**best) if best else default_block_sizes(64)
+    section("accuracy", lambda: [check_accuracy(s, d, bwd=m) for s, d, m in (
+        ((2, 2000, 4, 64), "bfloat16", "fused"), ((2, 2000, 4, 64), "bfloat16", "split"),
+        ((2, 1000, 4, 128), "float32", "fused"), ((1, 777, 2, 64), "float32", "split"))])
+    # The tuned tilings go into $LTX_JAX_FLASH_BLOCKS when set, else beside OUT.json.
+    record = os.environ.get(RECORD_ENV) or (f"{os.path.splitext(argv[0])[0]}_blocks.json" if argv else None)
+    section("autotune", lambda: run_autotune([DEFAULT_SHAPES[0], DEFAULT_SHAPES[-1]], budget_s=120.0, record=record))
+    runs = report["autotune"].get("runs") or [{}]
+    tuned = BlockSizes(**runs[0]["best"]) if "best" in runs[0] else default_block_sizes(64)
     tuned_fn = lambda q, k, v: flash_attention(q, k, v, block_sizes=tuned)  # noqa: E731
     section("bench", lambda: bench_attention(DEFAULT_SHAPES[:1] + DEFAULT_SHAPES[-1:],
                                              ("pallas", ("pallas_tuned", tuned_fn), "cudnn"),

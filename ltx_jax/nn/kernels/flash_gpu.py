@@ -3,8 +3,15 @@
 `flash_attention(q, k, v, mask)` computes softmax(q k^T / sqrt(K)) v without materialising the
 [Lq, Lk] score matrix: the forward streams key/value blocks through an online softmax (running
 max `m`, running sum `l`) and saves only the log-sum-exp per query; the backward recomputes the
-probabilities block by block in two kernels, one per query block for dq and one per key block
-for dk and dv (FlashAttention-2, arXiv 2307.08691, algorithms 1 and 2).
+probabilities block by block (FlashAttention-2, arXiv 2307.08691, algorithms 1 and 2), in one of
+two ways (`BlockSizes.bwd`):
+- "fused": one program per key block loops over the query blocks, accumulating dk and dv in
+  registers and adding each block's dq share into a float32 buffer with atomic adds. Five matmuls
+  per tile (q k^T, dO v^T, dv, dk, dq): the backward costs ~2.5 forwards. The order of the atomic
+  adds varies from run to run, so dq may differ in its last bits between runs.
+- "split": that kernel for dk and dv and a second kernel, one program per query block, for dq.
+  Both recompute q k^T and dO v^T, seven matmuls per tile (~3.5 forwards), but every result is
+  bit-reproducible.
 
 Layout is attention()'s: q [B, Lq, N, K], k and v [B, Lk, N, K], mask a [B, Lk] key mask (nonzero
 keeps a key). Lengths are padded up to the block size inside and the padded keys masked; the
@@ -29,70 +36,21 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
+from ltx_jax.nn.kernels.flash_blocks import (  # noqa: F401 - BLOCK_TABLE etc. re-exported
+    BLOCK_TABLE,
+    BWD_MODES,
+    INTERPRET_BLOCKS,
+    MIN_BLOCK,
+    BlockSizes,
+    default_block_sizes,
+)
+
 # Finite "minus infinity" for masked logits: exp2(_MASK - m) is exactly 0, never NaN.
 _MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
 _LOG2E = math.log2(math.e)
 _LN2 = math.log(2.0)
-_MIN_BLOCK = 16  # Triton's smallest dot operand dimension.
 # A squeezed (size-1, dropped) block dimension; newer jax spells it pl.squeezed.
 _SQ = getattr(pl, "squeezed", None)
-
-
-@dataclasses.dataclass(frozen=True)
-class BlockSizes:
-    """Tile sizes and Triton launch parameters of the three kernels.
-
-    block_q/block_k tile the forward; block_q_dkv/block_k_dkv the dk-dv kernel (one program per
-    key block, looping over query blocks); block_q_dq/block_k_dq the dq kernel (one program per
-    query block, looping over key blocks). All blocks are powers of two >= 16.
-    """
-
-    block_q: int = 128
-    block_k: int = 64
-    block_q_dkv: int = 64
-    block_k_dkv: int = 128
-    block_q_dq: int = 128
-    block_k_dq: int = 64
-    warps_fwd: int = 4
-    stages_fwd: int = 3
-    warps_bwd: int = 8
-    stages_bwd: int = 2
-
-    def __post_init__(self):
-        for f in ("block_q", "block_k", "block_q_dkv", "block_k_dkv", "block_q_dq", "block_k_dq"):
-            x = getattr(self, f)
-            if x < _MIN_BLOCK or x & (x - 1):
-                lo = max(_MIN_BLOCK, 1 << max(x.bit_length() - 1, 0))
-                raise ValueError(f"BlockSizes.{f}={x} must be a power of two >= {_MIN_BLOCK}; nearest: {lo}, {2 * lo}")
-
-
-# Per GPU generation (CUDA compute capability major) and head dim: the forward and backward
-# tilings. NOT YET MEASURED with this kernel (no GPU in the session that wrote it): the Hopper
-# (H100/H200) hd-64 entry is the Triton fused-attention tutorial's H100 tiling (forward 128x64,
-# 4 warps, 3 stages; backward dk/dv 32 queries x 128 keys, dq 128 queries x 32 keys, 4 warps),
-# the others scale it for register pressure. Replace them with bench_attention.autotune_blocks.
-BLOCK_TABLE: dict[tuple[str, int], BlockSizes] = {
-    ("9", 64): BlockSizes(block_q=128, block_k=64, warps_fwd=4, stages_fwd=3, block_q_dkv=32,
-                          block_k_dkv=128, block_q_dq=128, block_k_dq=32, warps_bwd=4, stages_bwd=3),
-    ("9", 128): BlockSizes(block_q=128, block_k=64, warps_fwd=8, stages_fwd=3, block_q_dkv=64,
-                           block_k_dkv=64, block_q_dq=64, block_k_dq=64, warps_bwd=8, stages_bwd=2),
-    ("8", 64): BlockSizes(block_q=128, block_k=64, warps_fwd=4, stages_fwd=2, block_q_dkv=32,
-                          block_k_dkv=64, block_q_dq=64, block_k_dq=32, warps_bwd=4, stages_bwd=2),
-    ("8", 128): BlockSizes(block_q=128, block_k=32, warps_fwd=8, stages_fwd=2, block_q_dkv=32,
-                           block_k_dkv=64, block_q_dq=64, block_k_dq=32, warps_bwd=8, stages_bwd=2),
-}
-# Interpret mode (CPU tests): small blocks so tiny inputs still span several blocks.
-INTERPRET_BLOCKS = BlockSizes(16, 16, 16, 16, 16, 16)
-
-
-def default_block_sizes(head_dim: int, device: jax.Device | None = None) -> BlockSizes:
-    """The table entry for `device` (default: the first device) and a head dim."""
-    device = device or jax.devices()[0]
-    if device.platform != "gpu":
-        return INTERPRET_BLOCKS
-    major = str(getattr(device, "compute_capability", "9.0")).split(".")[0]
-    major = major if any(g == major for g, _ in BLOCK_TABLE) else "9"
-    return BLOCK_TABLE[(major, 64 if head_dim <= 64 else 128)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +101,7 @@ def flash_attention(
     blocks = _fit_blocks(block_sizes or default_block_sizes(kd), lq, lk)
     lq_pad = _round_up(lq, max(blocks.block_q, blocks.block_q_dkv, blocks.block_q_dq))
     lk_pad = _round_up(lk, max(blocks.block_k, blocks.block_k_dkv, blocks.block_k_dq))
-    kp = max(_MIN_BLOCK, pl.next_power_of_2(kd))
+    kp = max(MIN_BLOCK, pl.next_power_of_2(kd))
 
     # [B, L, N, K] -> [B, L_pad, N, K_pad]: zero rows are harmless queries / masked keys, zero
     # head-dim columns add nothing to q.k and give zero output columns that are cut off below.
@@ -181,8 +139,8 @@ def _round_up(x: int, m: int) -> int:
 
 def _fit_blocks(blocks: BlockSizes, lq: int, lk: int) -> BlockSizes:
     """Shrinks blocks larger than the (power-of-two rounded) lengths, so short inputs pad little."""
-    cq = max(_MIN_BLOCK, pl.next_power_of_2(lq))
-    ck = max(_MIN_BLOCK, pl.next_power_of_2(lk))
+    cq = max(MIN_BLOCK, pl.next_power_of_2(lq))
+    ck = max(MIN_BLOCK, pl.next_power_of_2(lk))
     return dataclasses.replace(
         blocks,
         block_q=min(blocks.block_q, cq), block_k=min(blocks.block_k, ck),
@@ -266,15 +224,24 @@ def _fwd_kernel(*refs, cfg: _Cfg, has_mask: bool):
 def _dkdv_kernel(*refs, cfg: _Cfg, has_mask: bool):
     q_ref, k_ref, v_ref, *rest = refs
     keep_ref = rest.pop(0) if has_mask else None
-    do_ref, lse_ref, delta_ref, dk_ref, dv_ref = rest
+    fused = cfg.blocks.bwd == "fused"
+    if fused:
+        # The zero-filled dq input aliases the dq output: only the output ref is used.
+        do_ref, lse_ref, delta_ref, _, dk_ref, dv_ref, dq_ref = rest
+    else:
+        do_ref, lse_ref, delta_ref, dk_ref, dv_ref = rest
     bq, bk = cfg.blocks.block_q_dkv, cfg.blocks.block_k_dkv
     k = k_ref[...]  # [bk, K] (this program's key block)
     v = v_ref[...]
-    valid = _key_valid(None if keep_ref is None else keep_ref[...], pl.program_id(0) * bk, bk, cfg)
+    key_block = pl.program_id(0)  # read here: the interpreter substitutes it only at top level
+    valid = _key_valid(None if keep_ref is None else keep_ref[...], key_block * bk, bk, cfg)
+    n_q = q_ref.shape[0] // bq
 
     def body(i, carry):
         dk, dv = carry
-        start = pl.multiple_of(i * bq, bq)
+        # Each key block starts at a different query block, so that concurrent programs of one
+        # (batch, head) add into different dq rows instead of queueing on the same ones.
+        start = pl.multiple_of(lax.rem(i + key_block, n_q) * bq, bq)
         q = q_ref[pl.ds(start, bq), :]  # [bq, K]
         do = do_ref[pl.ds(start, bq), :]
         lse = lse_ref[pl.ds(start, bq)]  # [bq]
@@ -284,10 +251,13 @@ def _dkdv_kernel(*refs, cfg: _Cfg, has_mask: bool):
         dp = _dot_nt(do, v)  # [bq, bk]
         ds = p * (dp - delta[:, None])
         dk = dk + _dot_tn(ds.astype(q.dtype), q)
+        if fused:
+            # This key block's share of dq for these queries; the scale is applied after the call.
+            plgpu.atomic_add(dq_ref, (pl.ds(start, bq), slice(None)), _dot(ds.astype(k.dtype), k))
         return dk, dv
 
     zeros = jnp.zeros(k.shape, jnp.float32)
-    dk, dv = lax.fori_loop(0, q_ref.shape[0] // bq, body, (zeros, zeros))
+    dk, dv = lax.fori_loop(0, n_q, body, (zeros, zeros))
     dk_ref[...] = (dk * cfg.scale).astype(dk_ref.dtype)
     dv_ref[...] = dv.astype(dv_ref.dtype)
 
@@ -341,10 +311,14 @@ def _keep_spec(block, by_block):
     return pl.BlockSpec((_SQ, block), lambda i, b, h: (b, 0))
 
 
-def _call(kernel, name, cfg, grid, in_specs, out_specs, out_shape, warps, stages, keep, args):
-    """pallas_call with the key mask spliced in after (q, k, v) when there is one."""
+def _call(kernel, name, cfg, grid, in_specs, out_specs, out_shape, warps, stages, keep, args, aliases=None):
+    """pallas_call with the key mask spliced in after (q, k, v) when there is one.
+
+    `aliases` maps an index of `args` (counted without the mask) to the output it is donated to.
+    """
     if keep is not None:
         args = (*args[:3], keep, *args[3:])
+        aliases = {(i + 1 if i >= 3 else i): o for i, o in (aliases or {}).items()}
     return pl.pallas_call(
         functools.partial(kernel, cfg=cfg, has_mask=keep is not None),
         grid=grid,
@@ -353,6 +327,7 @@ def _call(kernel, name, cfg, grid, in_specs, out_specs, out_shape, warps, stages
         out_shape=out_shape,
         compiler_params=plgpu.CompilerParams(num_warps=warps, num_stages=stages),
         interpret=cfg.interpret,
+        input_output_aliases=aliases or {},
         name=name,
     )(*args)
 
@@ -387,16 +362,29 @@ def _backward(q, k, v, keep, out, lse, do, cfg: _Cfg, dlse=None):
         delta = delta - _LOG2E * jnp.where(jnp.isinf(lse), 0.0, dlse)
 
     bq, bk = blk.block_q_dkv, blk.block_k_dkv
+    fused = blk.bwd == "fused"
     in_specs = [_seq_spec(lq, kp, False), _seq_spec(bk, kp, True), _seq_spec(bk, kp, True)]
     if keep is not None:
         in_specs.append(_keep_spec(bk, True))
     in_specs += [_seq_spec(lq, kp, False), _stat_spec(lq, False), _stat_spec(lq, False)]
-    dk, dv = _call(
-        _dkdv_kernel, "flash_bwd_dkdv", cfg, (lk // bk, b, n), in_specs,
-        [_seq_spec(bk, kp, True), _seq_spec(bk, kp, True)],
-        [jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)],
-        blk.warps_bwd, blk.stages_bwd, keep, (q, k, v, do, lse, delta),
+    out_specs = [_seq_spec(bk, kp, True), _seq_spec(bk, kp, True)]
+    out_shape = [jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)]
+    args = (q, k, v, do, lse, delta)
+    if fused:
+        # Every key-block program adds into all of its (batch, head)'s dq rows: a float32
+        # accumulator, zero-filled and donated to the output so the adds start from 0.
+        in_specs.append(_seq_spec(lq, kp, False))
+        out_specs.append(_seq_spec(lq, kp, False))
+        out_shape.append(jax.ShapeDtypeStruct(q.shape, jnp.float32))
+        args += (jnp.zeros(q.shape, jnp.float32),)
+    grads = _call(
+        _dkdv_kernel, "flash_bwd_dkdv", cfg, (lk // bk, b, n), in_specs, out_specs, out_shape,
+        blk.warps_bwd, blk.stages_bwd, keep, args, aliases={6: 2} if fused else None,
     )
+    if fused:
+        dk, dv, dq = grads
+        return (dq * cfg.scale).astype(q.dtype), dk, dv
+    dk, dv = grads
 
     bq = blk.block_q_dq
     in_specs = [_seq_spec(bq, kp, True), _seq_spec(lk, kp, False), _seq_spec(lk, kp, False)]
