@@ -128,6 +128,45 @@ def flash_attention_lse(q, k, v, mask=None, *, block_sizes=None, interpret=None)
     return flash_attention(q, k, v, mask, block_sizes=block_sizes, interpret=interpret, with_lse=True)
 
 
+def flash_block_backward(q, k, v, mask, out, lse, do, *, block_sizes=None, interpret=None):
+    """One key block's share of the attention gradients, given softmax statistics over ALL keys.
+
+    Ring attention (seq_parallel.py) holds the keys in blocks on different devices. The backward
+    kernel only reads out and do through delta_i = sum_k out_ik do_ik, and the log-sum-exp for
+    the probabilities p_ij = exp(s_ij - lse_i); given the global output and lse it computes
+    exactly this block's terms of dq and its own dk, dv (FlashAttention-2's backward, arXiv
+    2307.08691). Inputs are padded as in flash_attention.
+
+    Args:
+      q: [B, Lq, N, K] queries; k, v: [B, Lk, N, K] this block's keys and values; one dtype.
+      mask: optional [B, Lk] key mask of this block (nonzero keeps a key).
+      out: [B, Lq, N, K] the attention output over all keys; do: [B, Lq, N, K] its cotangent
+        (q's dtype).
+      lse: [B, N, Lq] float32 natural log-sum-exp of each query's logits over all keys; +inf for
+        a query with no kept key anywhere (its probabilities, hence gradients, are then 0).
+      block_sizes, interpret: as flash_attention.
+
+    Returns:
+      (dq [B, Lq, N, K], dk, dv [B, Lk, N, K]) in the dtypes of q, k and v.
+    """
+    b, lq, _, kd = q.shape
+    lk = k.shape[1]
+    if interpret is None:
+        interpret = jax.default_backend() != "gpu"
+    blocks = _fit_blocks(block_sizes or default_block_sizes(kd), lq, lk)
+    lq_pad = _round_up(lq, max(blocks.block_q_dkv, blocks.block_q_dq))
+    lk_pad = _round_up(lk, max(blocks.block_k_dkv, blocks.block_k_dq))
+    kp = max(MIN_BLOCK, pl.next_power_of_2(kd))
+    q_w = ((0, 0), (0, lq_pad - lq), (0, 0), (0, kp - kd))  # [B, Lq, N, K] -> [B, Lq_pad, N, K_pad]
+    k_w = ((0, 0), (0, lk_pad - lk), (0, 0), (0, kp - kd))  # [B, Lk, N, K] -> [B, Lk_pad, N, K_pad]
+    keep = None if mask is None else _pad((mask != 0).astype(jnp.int32), ((0, 0), (0, lk_pad - lk)))
+    # Natural -> base 2 (+inf stays); padded queries get +inf too: p = 0, they add nothing.
+    lse2 = jnp.pad(lse.astype(jnp.float32) * _LOG2E, ((0, 0), (0, 0), (0, lq_pad - lq)), constant_values=jnp.inf)
+    cfg = _Cfg(blocks, 1.0 / math.sqrt(kd), lk, lk_pad, bool(interpret))
+    dq, dk, dv = _backward(_pad(q, q_w), _pad(k, k_w), _pad(v, k_w), keep, _pad(out, q_w), lse2, _pad(do, q_w), cfg)
+    return dq[:, :lq, :, :kd], dk[:, :lk, :, :kd], dv[:, :lk, :, :kd]
+
+
 def _pad(x, widths):
     """jnp.pad, skipped when there is nothing to pad (no copy of a block-aligned input)."""
     return x if not any(hi for _, hi in widths) else jnp.pad(x, widths)
