@@ -67,8 +67,12 @@ class DiTConfig:
     # Compute and storage dtypes (plain strings at runtime; `to_dtype` maps them to jnp dtypes).
     dtype: DTypeName = "float32"
     param_dtype: DTypeName = "float32"
-    # Attention implementation, see ltx_jax.nn.attention.
-    attention_impl: str = "xla"
+    # Attention implementation, see ltx_jax.nn.attention. "auto" is XLA on a CPU, cuDNN or our
+    # Pallas kernel on a GPU, splash on a TPU: never the unfused [L, L] scores on an accelerator.
+    attention_impl: str = "auto"
+    # The per-device kernel of the sequence-parallel impls ("ring": xla, pallas or auto;
+    # "ulysses": any single-device impl); ignored by the others.
+    attention_inner_impl: str = "auto"
     # Apply the block stack with lax.scan (True) or an unrolled Python loop (False).
     scan_layers: bool = True
     # Rematerialisation policy by name, see ltx_jax.dit.transformer.REMAT_POLICIES.

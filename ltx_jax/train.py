@@ -199,6 +199,7 @@ def _load_params(cfg: RunConfig, abstract_params) -> dict:
     model = load_transformer(cfg.checkpoint.init_from)
     got = dataclasses.replace(model.config, variant=cfg.model.variant, dtype=cfg.model.dtype,
                               param_dtype=cfg.model.param_dtype, attention_impl=cfg.model.attention_impl,
+                              attention_inner_impl=cfg.model.attention_inner_impl,
                               scan_layers=cfg.model.scan_layers, remat_policy=cfg.model.remat_policy)
     if got != cfg.model:
         diff = {f.name: (getattr(cfg.model, f.name), getattr(got, f.name)) for f in dataclasses.fields(got)

@@ -28,11 +28,11 @@ class Attention(nnx.Module):
     """Multi-head attention with full-width QK RMSNorm and optional RoPE on q and k."""
 
     def __init__(self, dim: int, num_heads: int, head_dim: int, *, qk_norm_eps: float,
-                 bias: bool, out_bias: bool, impl: str = "xla", dtype=jnp.float32,
-                 param_dtype=jnp.float32, rngs: nnx.Rngs):
+                 bias: bool, out_bias: bool, impl: str = "xla", inner_impl: str = "auto",
+                 dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
         inner = num_heads * head_dim
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.num_heads, self.head_dim, self.impl = num_heads, head_dim, impl
+        self.num_heads, self.head_dim, self.impl, self.inner_impl = num_heads, head_dim, impl, inner_impl
         self.to_q = Dense(dim, inner, axes=("embed", "heads"), use_bias=bias, **kw)
         self.to_k = Dense(dim, inner, axes=("embed", "heads"), use_bias=bias, **kw)
         self.to_v = Dense(dim, inner, axes=("embed", "heads"), use_bias=bias, **kw)
@@ -62,7 +62,7 @@ class Attention(nnx.Module):
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         b, lq, _ = q.shape
         split = lambda t: t.reshape(b, t.shape[1], self.num_heads, self.head_dim)  # [B, L, N*K] -> [B, L, N, K]
-        out = attention(split(q), split(k), split(v), mask=mask, impl=self.impl)
+        out = attention(split(q), split(k), split(v), mask=mask, impl=self.impl, inner_impl=self.inner_impl)
         out = out.reshape(b, lq, -1)  # [B, L, N, K] -> [B, L, N*K]
         if skip is not None:
             # Perturbed samples take V (identity attention map) or the attention's input.
@@ -91,10 +91,11 @@ class TransformerBlock(nnx.Module):
 
     def __init__(self, dim: int, num_heads: int, head_dim: int, mlp_dim: int, *, norm_eps: float,
                  qk_norm_eps: float, attention_bias: bool, attention_out_bias: bool,
-                 attention_impl: str = "xla", dtype=jnp.float32, param_dtype=jnp.float32,
-                 rngs: nnx.Rngs):
+                 attention_impl: str = "xla", attention_inner_impl: str = "auto", dtype=jnp.float32,
+                 param_dtype=jnp.float32, rngs: nnx.Rngs):
         attn_kw = dict(qk_norm_eps=qk_norm_eps, bias=attention_bias, out_bias=attention_out_bias,
-                       impl=attention_impl, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+                       impl=attention_impl, inner_impl=attention_inner_impl, dtype=dtype,
+                       param_dtype=param_dtype, rngs=rngs)
         self.norm_eps = norm_eps
         self.attn1 = Attention(dim, num_heads, head_dim, **attn_kw)
         self.attn2 = Attention(dim, num_heads, head_dim, **attn_kw)

@@ -24,6 +24,7 @@ from ltx_jax.dit.positions import (
     fractional_positions, from_tokens, positions_to_fractional, to_tokens,
 )
 from ltx_jax.nn.embeddings import CaptionProjection
+from ltx_jax.nn.attention import check_impls
 from ltx_jax.nn.layers import Dense, layer_norm, param, prepend_axis
 from ltx_jax.nn.rope import rope_tables
 from ltx_jax.sharding import constrain
@@ -47,6 +48,7 @@ class Transformer3D(nnx.Module):
     def __init__(self, config: DiTConfig, *, rngs: nnx.Rngs, dtype=None, param_dtype=None):
         if config.remat_policy not in REMAT_POLICIES:
             raise ValueError(f"unknown remat_policy {config.remat_policy!r}; valid: {sorted(REMAT_POLICIES)}")
+        check_impls(config.attention_impl, config.attention_inner_impl)
         self.config = config
         dtype = dtype if dtype is not None else to_dtype(config.dtype)
         param_dtype = param_dtype if param_dtype is not None else to_dtype(config.param_dtype)
@@ -60,7 +62,8 @@ class Transformer3D(nnx.Module):
         block_kw = dict(
             norm_eps=config.norm_eps, qk_norm_eps=config.qk_norm_eps,
             attention_bias=config.attention_bias, attention_out_bias=config.attention_out_bias,
-            attention_impl=config.attention_impl, dtype=dtype, param_dtype=param_dtype,
+            attention_impl=config.attention_impl, attention_inner_impl=config.attention_inner_impl,
+            dtype=dtype, param_dtype=param_dtype,
         )
 
         @nnx.split_rngs(splits=config.num_layers)

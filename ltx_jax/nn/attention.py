@@ -21,8 +21,12 @@ figures: cuDNN ~410 TFLOP/s on an H100 at LTX's shape, splash the TPU reference 
 | TPU      | xla                                            | splash                          | splash    |
 | CPU      | xla                                            | xla                             | xla       |
 
-So self-attention on a GPU never takes unfused XLA by default. `auto` does not choose sequence
-parallelism: that is a decision about the mesh, taken by config (`ulysses` / `ring`).
+So self-attention on a GPU never takes unfused XLA by default (`DiTConfig.attention_impl` defaults
+to `auto`). `auto` does not choose sequence parallelism: that is a decision about the mesh, taken
+by config (`ulysses` / `ring`).
+
+Under a mesh (`jax.set_mesh`), `pallas` and `splash` run per shard (`kernels/shard_local.py`):
+XLA cannot partition a Pallas custom call and would otherwise gather every input to every device.
 
 Masking convention (api.md): `mask` is a [B, Lk] key mask, nonzero keeps a key. A query whose keys
 are all dropped returns zeros with zero gradients (a softmax over nothing is undefined; zeros are
@@ -38,6 +42,8 @@ import jax.numpy as jnp
 
 IMPLS = ("xla", "cudnn", "pallas", "splash", "ulysses", "ring", "auto")
 SEQ_PARALLEL_IMPLS = ("ulysses", "ring")
+# Pallas kernels: opaque to XLA's partitioner, so run per shard of the mesh (kernels/shard_local.py).
+PALLAS_IMPLS = ("pallas", "splash")
 # Cross-attention to at most this many keys takes the plain XLA path under impl="auto".
 SHORT_KV = 512
 
@@ -82,25 +88,31 @@ def attention(
             raise ValueError(f"attention mask must be [B, Lk] = {[b, k.shape[1]]}, got {list(mask.shape)}")
         keep = mask != 0  # [B, Lk] bool
 
+    check_impls(impl, inner_impl)
     if impl == "auto":
         impl = auto_impl(q, k)
     if impl == "xla":
         return _xla(q, k, v, keep)
     if impl == "cudnn":
         return _cudnn(q, k, v, keep)
-    if impl == "pallas":
-        return _pallas(q, k, v, keep)
-    if impl == "splash":
-        from ltx_jax.nn.kernels.splash_tpu import splash_attention
+    if impl in PALLAS_IMPLS:
+        # Imported here: the kernel modules pull in Pallas, which plain CPU users never need.
+        from ltx_jax.nn.kernels.shard_local import per_shard
 
-        return splash_attention(q, k, v, keep)
-    if impl in SEQ_PARALLEL_IMPLS:
-        if inner_impl in SEQ_PARALLEL_IMPLS:
-            raise ValueError(f"attention inner_impl {inner_impl!r} must be a single-device impl, not {SEQ_PARALLEL_IMPLS}")
-        from ltx_jax.nn.kernels.seq_parallel import seq_parallel_attention
+        return per_shard(_pallas if impl == "pallas" else _splash, q, k, v, keep)
+    from ltx_jax.nn.kernels.seq_parallel import seq_parallel_attention
 
-        return seq_parallel_attention(q, k, v, keep, mode=impl, inner_impl=inner_impl, attention_fn=attention)
-    raise ValueError(f"unknown attention impl {impl!r}; valid: {IMPLS}")
+    return seq_parallel_attention(q, k, v, keep, mode=impl, inner_impl=inner_impl, attention_fn=attention)
+
+
+def check_impls(impl: str, inner_impl: str = "auto") -> None:
+    """Raises a ValueError naming the valid choices unless `impl` is one of IMPLS and
+    `inner_impl` a single-device one (the models call it at construction, before any tracing)."""
+    if impl not in IMPLS:
+        raise ValueError(f"unknown attention impl {impl!r}; valid: {IMPLS}")
+    if inner_impl in SEQ_PARALLEL_IMPLS or inner_impl not in IMPLS:
+        single = tuple(i for i in IMPLS if i not in SEQ_PARALLEL_IMPLS)
+        raise ValueError(f"attention inner_impl {inner_impl!r} must be a single-device impl: one of {single}")
 
 
 def auto_impl(q: jax.Array, k: jax.Array, platform: str | None = None) -> str:
@@ -146,10 +158,15 @@ def _cudnn(q, k, v, keep, implementation: str = "cudnn"):
 
 
 def _pallas(q, k, v, keep):
-    # Imported here: the kernel module pulls in Pallas, which plain CPU users never need.
     from ltx_jax.nn.kernels.flash_gpu import flash_attention
 
     return flash_attention(q, k, v, keep)  # zeros (and zero gradients) for empty rows inside
+
+
+def _splash(q, k, v, keep):
+    from ltx_jax.nn.kernels.splash_tpu import splash_attention
+
+    return splash_attention(q, k, v, keep)
 
 
 def _zero_empty_rows(out, keep):

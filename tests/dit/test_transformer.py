@@ -141,9 +141,14 @@ def test_bad_stg_arguments(tiny):
         tiny(*x, skip_layer_mask=np.ones((3, 2)), skip_layer_strategy="residual")
 
 
-def test_unknown_remat_policy():
+def test_unknown_remat_policy_or_attention_impl():
     with pytest.raises(ValueError, match="unknown remat_policy 'some'"):
         Transformer3D(dit_config("tiny", remat_policy="some"), rngs=nnx.Rngs(0))
+    # Caught at construction, not at the first traced call.
+    with pytest.raises(ValueError, match="unknown attention impl 'flash'; valid: "):
+        Transformer3D(dit_config("tiny", attention_impl="flash"), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="inner_impl 'ulysses' must be a single-device impl: one of"):
+        Transformer3D(dit_config("tiny", attention_impl="ring", attention_inner_impl="ulysses"), rngs=nnx.Rngs(0))
 
 
 def test_token_input_with_positions_equals_grid(tiny):

@@ -43,11 +43,13 @@ def _reference():
     return ref_model, args, _dit_outputs_and_grads(ref_model, *args)
 
 
-# Ring with batch on data, tokens on seq and heads on tensor; Ulysses with batch on fsdp.
-@pytest.mark.parametrize("impl,mesh_shape", [("ring", (2, 1, 2, 2)), ("ulysses", (1, 2, 2, 2))])
-def test_dit_forward_and_gradients_match_single_device(impl, mesh_shape):
+# Ring (our Pallas kernel per device, interpret mode) with batch on data, tokens on seq and heads
+# on tensor; Ulysses (XLA per device) with batch on fsdp.
+@pytest.mark.parametrize("impl,inner,mesh_shape", [("ring", "pallas", (2, 1, 2, 2)), ("ulysses", "xla", (1, 2, 2, 2))])
+def test_dit_forward_and_gradients_match_single_device(impl, inner, mesh_shape):
     ref_model, (latents, t, text, text_mask, cot), (ref_out, ref_grads) = _reference()
-    model = Transformer3D(dit_config("tiny", num_layers=1, attention_impl=impl), rngs=nnx.Rngs(1))
+    cfg = dit_config("tiny", num_layers=1, attention_impl=impl, attention_inner_impl=inner)
+    model = Transformer3D(cfg, rngs=nnx.Rngs(1))
     nnx.update(model, nnx.state(ref_model))  # the same weights
     mesh = _mesh(mesh_shape)
     with jax.set_mesh(mesh):
@@ -58,7 +60,7 @@ def test_dit_forward_and_gradients_match_single_device(impl, mesh_shape):
     flat, ref_flat = nnx.to_flat_state(grads[0]), dict(nnx.to_flat_state(ref_grads[0]))
     for path, g in flat:
         errs["/".join(map(str, path))] = rel_l2(g.get_value(), ref_flat[path].get_value())
-    print(f"DiT {impl} mesh {mesh_shape}: out {errs['out']:.2e}, d_latents {errs['d_latents']:.2e}, "
+    print(f"DiT {impl}:{inner} mesh {mesh_shape}: out {errs['out']:.2e}, d_latents {errs['d_latents']:.2e}, "
           f"worst param grad {max(errs.values()):.2e}")
     assert len(errs) > 20
     assert max(errs.values()) <= LAYER_RTOL, {k: e for k, e in errs.items() if e > LAYER_RTOL}

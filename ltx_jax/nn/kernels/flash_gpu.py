@@ -128,7 +128,7 @@ def flash_attention_lse(q, k, v, mask=None, *, block_sizes=None, interpret=None)
     return flash_attention(q, k, v, mask, block_sizes=block_sizes, interpret=interpret, with_lse=True)
 
 
-def flash_block_backward(q, k, v, mask, out, lse, do, *, block_sizes=None, interpret=None):
+def flash_block_backward(q, k, v, mask, out, lse, do, *, block_sizes=None, interpret=None, grad_dtype=None):
     """One key block's share of the attention gradients, given softmax statistics over ALL keys.
 
     Ring attention (seq_parallel.py) holds the keys in blocks on different devices. The backward
@@ -145,9 +145,10 @@ def flash_block_backward(q, k, v, mask, out, lse, do, *, block_sizes=None, inter
       lse: [B, N, Lq] float32 natural log-sum-exp of each query's logits over all keys; +inf for
         a query with no kept key anywhere (its probabilities, hence gradients, are then 0).
       block_sizes, interpret: as flash_attention.
+      grad_dtype: the gradients' dtype (float32 for accumulation); default q's, k's and v's.
 
     Returns:
-      (dq [B, Lq, N, K], dk, dv [B, Lk, N, K]) in the dtypes of q, k and v.
+      (dq [B, Lq, N, K], dk, dv [B, Lk, N, K]).
     """
     b, lq, _, kd = q.shape
     lk = k.shape[1]
@@ -163,7 +164,8 @@ def flash_block_backward(q, k, v, mask, out, lse, do, *, block_sizes=None, inter
     # Natural -> base 2 (+inf stays); padded queries get +inf too: p = 0, they add nothing.
     lse2 = jnp.pad(lse.astype(jnp.float32) * _LOG2E, ((0, 0), (0, 0), (0, lq_pad - lq)), constant_values=jnp.inf)
     cfg = _Cfg(blocks, 1.0 / math.sqrt(kd), lk, lk_pad, bool(interpret))
-    dq, dk, dv = _backward(_pad(q, q_w), _pad(k, k_w), _pad(v, k_w), keep, _pad(out, q_w), lse2, _pad(do, q_w), cfg)
+    dq, dk, dv = _backward(_pad(q, q_w), _pad(k, k_w), _pad(v, k_w), keep, _pad(out, q_w), lse2, _pad(do, q_w), cfg,
+                           grad_dtype=grad_dtype)
     return dq[:, :lq, :, :kd], dk[:, :lk, :, :kd], dv[:, :lk, :, :kd]
 
 
@@ -386,10 +388,11 @@ def _forward(q, k, v, keep, cfg: _Cfg):
     )
 
 
-def _backward(q, k, v, keep, out, lse, do, cfg: _Cfg, dlse=None):
+def _backward(q, k, v, keep, out, lse, do, cfg: _Cfg, dlse=None, grad_dtype=None):
     """Padded backward: (dq, dk, dv) from the saved output and log-sum-exp.
 
-    `dlse` is the cotangent of the base-2 lse [B, N, Lq] when it is an output too.
+    `dlse` is the cotangent of the base-2 lse [B, N, Lq] when it is an output too. The gradients
+    are in the input dtypes, or all in `grad_dtype` (ring attention accumulates them in float32).
     """
     b, lq, n, kp = q.shape
     lk, blk = k.shape[1], cfg.blocks
@@ -407,7 +410,8 @@ def _backward(q, k, v, keep, out, lse, do, cfg: _Cfg, dlse=None):
         in_specs.append(_keep_spec(bk, True))
     in_specs += [_seq_spec(lq, kp, False), _stat_spec(lq, False), _stat_spec(lq, False)]
     out_specs = [_seq_spec(bk, kp, True), _seq_spec(bk, kp, True)]
-    out_shape = [jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)]
+    dq_dtype, dk_dtype, dv_dtype = (grad_dtype or x.dtype for x in (q, k, v))
+    out_shape = [jax.ShapeDtypeStruct(k.shape, dk_dtype), jax.ShapeDtypeStruct(v.shape, dv_dtype)]
     args = (q, k, v, do, lse, delta)
     if fused:
         # Every key-block program adds into all of its (batch, head)'s dq rows: a float32
@@ -422,7 +426,7 @@ def _backward(q, k, v, keep, out, lse, do, cfg: _Cfg, dlse=None):
     )
     if fused:
         dk, dv, dq = grads
-        return (dq * cfg.scale).astype(q.dtype), dk, dv
+        return (dq * cfg.scale).astype(dq_dtype), dk, dv
     dk, dv = grads
 
     bq = blk.block_q_dq
@@ -432,7 +436,7 @@ def _backward(q, k, v, keep, out, lse, do, cfg: _Cfg, dlse=None):
     in_specs += [_seq_spec(bq, kp, True), _stat_spec(bq, True), _stat_spec(bq, True)]
     dq = _call(
         _dq_kernel, "flash_bwd_dq", cfg, (lq // bq, b, n), in_specs,
-        _seq_spec(bq, kp, True), jax.ShapeDtypeStruct(q.shape, q.dtype),
+        _seq_spec(bq, kp, True), jax.ShapeDtypeStruct(q.shape, dq_dtype),
         blk.warps_bwd, blk.stages_bwd, keep, (q, k, v, do, lse, delta),
     )
     return dq, dk, dv

@@ -39,13 +39,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.sharding import PartitionSpec as P
 
-from ltx_jax.sharding import MESH_AXES
-
-SEQ_AXIS = MESH_AXES[2]  # "seq"
-BATCH_AXES = MESH_AXES[:2]  # ("data", "fsdp")
-HEAD_AXIS = MESH_AXES[3]  # "tensor"
+from ltx_jax.nn.kernels.shard_local import SEQ_AXIS, axis_size, shard_attention
 RING_INNER = ("xla", "pallas")
 # Finite "minus infinity" (as attention.py): merged log-sum-exps of empty blocks stay NaN-free.
 _MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
@@ -67,74 +62,21 @@ def seq_parallel_attention(q, k, v, keep, *, mode: str, inner_impl: str, attenti
     Returns:
       [B, Lq, N, K] in q's dtype.
     """
-    mesh = jax.sharding.get_abstract_mesh()
-    s = _axis_size(mesh, SEQ_AXIS)
+    s = axis_size(jax.sharding.get_abstract_mesh(), SEQ_AXIS)
     if s == 1:
         return attention_fn(q, k, v, mask=keep, impl=inner_impl)
     if mode == "ring":
         inner_impl = _ring_inner(inner_impl)
-    b, lq, n, kd = q.shape
-    lk = k.shape[1]
-    batch = _divisible_axes(mesh, BATCH_AXES, b)
-    heads = HEAD_AXIS if n % _axis_size(mesh, HEAD_AXIS) == 0 and _axis_size(mesh, HEAD_AXIS) > 1 else None
-    self_attn = lq == lk
-
-    # Pad the sequence to a multiple of s; padded keys are masked, padded queries cut off below.
-    lq_pad = -(-lq // s) * s
-    q = _pad_len(q, lq_pad)
-    if self_attn:
-        if keep is None and lq_pad != lq:
-            keep = jnp.ones((b, lk), bool)
-        k, v = _pad_len(k, lq_pad), _pad_len(v, lq_pad)
-        keep = None if keep is None else jnp.pad(keep, ((0, 0), (0, lq_pad - lk)))  # [B, L_pad]
-
-    x_spec = P(batch, SEQ_AXIS, heads, None)
-    kv_spec = x_spec if self_attn else P(batch, None, heads, None)
-    if not self_attn:
-        body = lambda q, k, v, m: attention_fn(q, k, v, mask=m, impl=inner_impl)  # noqa: E731
-        m_spec = P(batch, None)
-    elif mode == "ulysses":
+    if q.shape[1] != k.shape[1]:  # cross-attention: queries split on seq, all keys everywhere
+        return shard_attention(lambda q, k, v, m: attention_fn(q, k, v, mask=m, impl=inner_impl), q, k, v, keep)
+    if mode == "ulysses":
+        # Every device needs the whole key mask after the all-to-all.
         body = partial(_ulysses, s=s, inner_impl=inner_impl, attention_fn=attention_fn)
-        m_spec = P(batch, None)  # every device needs the whole key mask after the all-to-all
-    elif mode == "ring":
+        return shard_attention(body, q, k, v, keep, kv_on_seq=True)
+    if mode == "ring":
         body = partial(_ring, s=s, inner_impl=inner_impl)
-        m_spec = P(batch, SEQ_AXIS)  # the mask block travels with its keys
-    else:
-        raise ValueError(f"sequence-parallel mode must be 'ulysses' or 'ring', got {mode!r}")
-
-    if keep is None:
-        fn = jax.shard_map(lambda q, k, v: body(q, k, v, None), mesh=mesh,
-                           in_specs=(x_spec, kv_spec, kv_spec), out_specs=x_spec, check_vma=False)
-        out = fn(q, k, v)
-    else:
-        fn = jax.shard_map(body, mesh=mesh, in_specs=(x_spec, kv_spec, kv_spec, m_spec), out_specs=x_spec,
-                           check_vma=False)
-        out = fn(q, k, v, keep)
-    return out[:, :lq]
-
-
-def _axis_size(mesh, name: str) -> int:
-    if mesh is None or mesh.empty or name not in mesh.axis_names:
-        return 1
-    return dict(mesh.shape)[name]
-
-
-def _divisible_axes(mesh, names, size: int):
-    """The mesh axes of `names` (in order, size > 1) whose running product divides `size`, or None."""
-    used, prod = [], 1
-    for name in names:
-        n = _axis_size(mesh, name)
-        if n > 1 and size % (prod * n) == 0:
-            used.append(name)
-            prod *= n
-    return tuple(used) or None
-
-
-def _pad_len(x, length: int):
-    """[B, L, ...] -> [B, length, ...] with zeros."""
-    if x.shape[1] == length:
-        return x
-    return jnp.pad(x, ((0, 0), (0, length - x.shape[1])) + ((0, 0),) * (x.ndim - 2))
+        return shard_attention(body, q, k, v, keep, kv_on_seq=True, mask_on_seq=True)
+    raise ValueError(f"sequence-parallel mode must be 'ulysses' or 'ring', got {mode!r}")
 
 
 def _ring_inner(inner_impl: str) -> str:
@@ -298,5 +240,4 @@ def _block_bwd_pallas(q, k, v, keep, *, dout, out, lse):
     """As _block_bwd_xla with our flash kernel's backward (it takes delta from out and dout)."""
     from ltx_jax.nn.kernels.flash_gpu import flash_block_backward
 
-    grads = flash_block_backward(q, k, v, keep, out, lse, dout)
-    return tuple(g.astype(jnp.float32) for g in grads)
+    return flash_block_backward(q, k, v, keep, out, lse, dout, grad_dtype=jnp.float32)
