@@ -12,8 +12,9 @@
 | `ring`    | sequence parallel by a ring of key/value blocks; `inner_impl` xla or pallas      |
 | `auto`    | per platform and shape, below                                                   |
 
-`auto` (no measurements yet on this code's kernels; the ordering follows the issue's published
-figures: cuDNN ~410 TFLOP/s on an H100 at LTX's shape, splash the TPU reference kernel):
+`auto` (the table below follows published figures: cuDNN ~410 TFLOP/s on an H100 at LTX's shape,
+splash the TPU reference kernel; on a GPU with an autotune record, `bench attention --autotune`'s
+measured pallas-vs-cudnn choice replaces the cudnn cell):
 
 | platform | short cross-attention (Lq != Lk, Lk <= SHORT_KV) | bf16/fp16, K % 8 == 0, K <= 128 | otherwise |
 |----------|-----------------------------------------------|---------------------------------|-----------|
@@ -115,8 +116,12 @@ def check_impls(impl: str, inner_impl: str = "auto") -> None:
         raise ValueError(f"attention inner_impl {inner_impl!r} must be a single-device impl: one of {single}")
 
 
-def auto_impl(q: jax.Array, k: jax.Array, platform: str | None = None) -> str:
-    """The implementation impl="auto" picks for these shapes (the module docstring's table)."""
+def auto_impl(q: jax.Array, k: jax.Array, platform: str | None = None, device=None) -> str:
+    """The implementation impl="auto" picks for these shapes (the module docstring's table).
+
+    On a GPU where both would do, a measured choice wins over the table: the autotune record
+    ($LTX_JAX_FLASH_BLOCKS, kernels/flash_blocks.py) for this GPU generation and head dim.
+    """
     platform = platform or jax.default_backend()
     platform = "gpu" if platform in ("cuda", "rocm") else platform
     lq, lk, kd = q.shape[1], k.shape[1], q.shape[-1]
@@ -125,7 +130,9 @@ def auto_impl(q: jax.Array, k: jax.Array, platform: str | None = None) -> str:
     if platform == "tpu":
         return "splash"
     if q.dtype in (jnp.bfloat16, jnp.float16) and kd % 8 == 0 and kd <= 128:
-        return "cudnn"
+        from ltx_jax.nn.kernels.flash_blocks import measured_fastest
+
+        return measured_fastest(kd, device) or "cudnn"
     return "pallas"  # never unfused XLA for self-attention on a GPU: it materialises [Lq, Lk]
 
 

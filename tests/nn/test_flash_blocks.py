@@ -28,6 +28,9 @@ def test_autotune_records_the_fastest_and_the_kernel_uses_it(tmp_path, monkeypat
     bwd = (("fused", 16, 32, 32, 16, 4, 2), ("split", 32, 16, 16, 32, 4, 2))
     report = run_autotune([(1, 64, 1, 16), (1, 32, 1, 32)], "float32", iters=1, budget_s=60.0,
                           record=record, fwd_candidates=fwd, bwd_candidates=bwd)
+    # cuDNN cannot run here (float32, and no GPU): its error is recorded in its place.
+    impl_ms = report["runs"][0]["impl_ms"]
+    assert "needs bfloat16 or float16" in impl_ms["cudnn"] and impl_ms["pallas"] > 0
     assert [r["shape"] for r in report["runs"]] == [[1, 64, 1, 16], [1, 32, 1, 32]]
     run = report["runs"][0]
     assert len(run["fwd"]) == 2 and len(run["fwd_bwd"]) == 2
@@ -56,3 +59,24 @@ def test_bad_record_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"blocks.json \(from \$LTX_JAX_FLASH_BLOCKS\) is not a flash-attention "
                                          r"block record: BlockSizes.block_q=48 must be a power of two"):
         default_block_sizes(64, H100)
+
+
+def test_auto_takes_the_measured_faster_kernel(tmp_path, monkeypatch):
+    import jax.numpy as jnp
+    import numpy as np
+
+    from ltx_jax.nn.attention import auto_impl
+
+    q = np.zeros((1, 64, 2, 64), jnp.bfloat16)
+    assert auto_impl(q, q, "gpu", H100) == "cudnn"  # no record: the table
+    record = tmp_path / "blocks.json"
+    monkeypatch.setenv(RECORD_ENV, str(record))
+    record_blocks(record, BlockSizes(), 64, H100, impl_ms={"pallas": 1.0, "cudnn": "RuntimeError: ..."})
+    assert auto_impl(q, q, "gpu", H100) == "cudnn"  # cuDNN not timed: no measured choice
+    record_blocks(record, BlockSizes(), 64, H100, impl_ms={"pallas": 1.0, "cudnn": 1.2})
+    assert auto_impl(q, q, "gpu", H100) == "pallas"
+    assert auto_impl(q, q, "gpu", A100) == "cudnn"  # another generation: not measured
+    assert auto_impl(q.astype(np.float32), q.astype(np.float32), "gpu", H100) == "pallas"  # fp32: no cuDNN
+    record_blocks(record, BlockSizes(), 64, H100, impl_ms={"pallas": 1.3, "cudnn": 1.2})
+    assert auto_impl(q, q, "gpu", H100) == "cudnn"
+    assert auto_impl(q, q[:, :8], "gpu", H100) == "xla"  # short cross-attention stays plain

@@ -324,10 +324,14 @@ def run_autotune(shapes, dtype="bfloat16", iters=10, budget_s=240.0, record=None
     for kd, shape in by_head_dim.items():
         tuned = autotune_blocks(shape, dtype=dtype, iters=iters, budget_s=budget_s, **candidates)
         timed = [r for r in tuned["fwd_bwd"] if "ms" in r]
-        if record and timed:
+        if timed:
             best = min(timed, key=lambda r: r["ms"])
-            record_blocks(record, BlockSizes(**tuned["best"]), kd, shape=list(shape), dtype=dtype,
-                          fwd_bwd_ms=best["ms"], fwd_bwd_tflops_per_s=best["tflops_per_s"])
+            # cuDNN at the same shape, so impl="auto" can take whichever was faster here.
+            versus = bench_attention([shape], ("cudnn",), dtype=dtype, modes=("fwd_bwd",), iters=iters)["results"][0]
+            tuned["impl_ms"] = {"pallas": best["ms"], "cudnn": versus.get("ms", versus.get("error"))}
+            if record:
+                record_blocks(record, BlockSizes(**tuned["best"]), kd, shape=list(shape), dtype=dtype,
+                              fwd_bwd_tflops_per_s=best["tflops_per_s"], impl_ms=tuned["impl_ms"])
         runs.append(tuned)
     return {"bench": "attention_autotune", "hardware": _hardware(), "record": record, "runs": runs}
 

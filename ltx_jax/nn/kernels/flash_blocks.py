@@ -4,6 +4,8 @@
 head dim from the JSON record named by $LTX_JAX_FLASH_BLOCKS (written by `ltx-jax bench
 attention --autotune`, see bench_attention.py), else the built-in BLOCK_TABLE, else (off a GPU,
 where the kernels run in interpret mode) small blocks so tiny test inputs span several blocks.
+The record also holds the tuned kernel's and cuDNN's measured times, from which
+`measured_fastest` tells attention's impl="auto" which of the two to use on this GPU.
 """
 
 from __future__ import annotations
@@ -114,6 +116,22 @@ def record_blocks(path: str | os.PathLike, blocks: BlockSizes, head_dim: int, de
     return record
 
 
+def _recorded(head_dim: int, device: Any) -> dict[str, Any] | None:
+    """This generation's record entry for `head_dim`, if $LTX_JAX_FLASH_BLOCKS names a record."""
+    if not os.environ.get(RECORD_ENV):
+        return None
+    return load_record(os.environ[RECORD_ENV]).get(_record_key(device, head_dim))
+
+
+def measured_fastest(head_dim: int, device: Any = None) -> str | None:
+    """The attention impl ("pallas" or "cudnn") the autotune record measured fastest for this GPU
+    generation and head dim (forward+backward at the tuned shape), or None if it has no timing
+    of both; attention's impl="auto" asks this before its built-in preference."""
+    entry = _recorded(head_dim, device or jax.devices()[0])
+    timed = {k: v for k, v in (entry or {}).get("impl_ms", {}).items() if isinstance(v, (int, float))}
+    return min(timed, key=timed.get) if {"pallas", "cudnn"} <= set(timed) else None
+
+
 def default_block_sizes(head_dim: int, device: Any = None) -> BlockSizes:
     """The tiling for `device` (default: the first device) and a head dim: the autotune record
     named by $LTX_JAX_FLASH_BLOCKS if it has this generation, else BLOCK_TABLE (unknown
@@ -121,10 +139,9 @@ def default_block_sizes(head_dim: int, device: Any = None) -> BlockSizes:
     device = device or jax.devices()[0]
     if device.platform != "gpu":
         return INTERPRET_BLOCKS
-    if os.environ.get(RECORD_ENV):
-        entry = load_record(os.environ[RECORD_ENV]).get(_record_key(device, head_dim))
-        if entry is not None:
-            return BlockSizes(**entry["blocks"])
+    entry = _recorded(head_dim, device)
+    if entry is not None:
+        return BlockSizes(**entry["blocks"])
     major = generation(device)
     major = major if any(g == major for g, _ in BLOCK_TABLE) else "9"
     return BLOCK_TABLE[(major, 64 if head_dim <= 64 else 128)]
