@@ -1,6 +1,7 @@
 """The flash kernel's tilings: autotune on the CPU (interpret mode), the JSON record it writes,
 and default_block_sizes reading that record back for a GPU."""
 
+import dataclasses
 import json
 import types
 
@@ -80,3 +81,13 @@ def test_auto_takes_the_measured_faster_kernel(tmp_path, monkeypatch):
     record_blocks(record, BlockSizes(), 64, H100, impl_ms={"pallas": 1.3, "cudnn": 1.2})
     assert auto_impl(q, q, "gpu", H100) == "cudnn"
     assert auto_impl(q, q[:, :8], "gpu", H100) == "xla"  # short cross-attention stays plain
+
+
+def test_deterministic_xla_flag_selects_the_split_backward(monkeypatch):
+    assert default_block_sizes(64, H100).bwd == "fused"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_gpu_deterministic_ops=true")
+    assert default_block_sizes(64, H100) == dataclasses.replace(BLOCK_TABLE[("9", 64)], bwd="split")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_exclude_nondeterministic_ops=true")
+    assert default_block_sizes(128, A100).bwd == "split"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_deterministic_ops=false")
+    assert default_block_sizes(64, H100).bwd == "fused"

@@ -135,13 +135,26 @@ def measured_fastest(head_dim: int, device: Any = None) -> str | None:
 def default_block_sizes(head_dim: int, device: Any = None) -> BlockSizes:
     """The tiling for `device` (default: the first device) and a head dim: the autotune record
     named by $LTX_JAX_FLASH_BLOCKS if it has this generation, else BLOCK_TABLE (unknown
-    generations get Hopper's entry); INTERPRET_BLOCKS off a GPU."""
+    generations get Hopper's entry); INTERPRET_BLOCKS off a GPU. When XLA is asked for
+    deterministic GPU results (deterministic_requested), the backward is the split one."""
     device = device or jax.devices()[0]
     if device.platform != "gpu":
         return INTERPRET_BLOCKS
     entry = _recorded(head_dim, device)
     if entry is not None:
-        return BlockSizes(**entry["blocks"])
-    major = generation(device)
-    major = major if any(g == major for g, _ in BLOCK_TABLE) else "9"
-    return BLOCK_TABLE[(major, 64 if head_dim <= 64 else 128)]
+        blocks = BlockSizes(**entry["blocks"])
+    else:
+        major = generation(device)
+        major = major if any(g == major for g, _ in BLOCK_TABLE) else "9"
+        blocks = BLOCK_TABLE[(major, 64 if head_dim <= 64 else 128)]
+    return dataclasses.replace(blocks, bwd="split") if deterministic_requested() else blocks
+
+
+def deterministic_requested() -> bool:
+    """True when XLA_FLAGS asks XLA for run-to-run identical GPU results
+    (--xla_gpu_deterministic_ops or --xla_gpu_exclude_nondeterministic_ops): the same switch then
+    keeps the fused backward's atomic adds, whose order varies, out of our kernel."""
+    flags = os.environ.get("XLA_FLAGS", "").replace("'", "").replace('"', "").split()
+    on = {f"--xla_gpu_{name}={v}" for name in ("deterministic_ops", "exclude_nondeterministic_ops")
+          for v in ("true", "True", "1")}
+    return any(f in on for f in flags)
