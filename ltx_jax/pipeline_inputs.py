@@ -15,6 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ltx_jax.vae.shapes import check_video_size, round_video_size  # noqa: F401 (re-exported)
+
 SEMANTICS = ("diffusers", "official")
 
 
@@ -54,28 +56,9 @@ def resolve(semantics: str, **given) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ sizes
 
 
-def latent_grid(frames: int, height: int, width: int, vae_scale=(8, 32, 32)) -> tuple[int, int, int]:
-    """Pixel video size -> latent (F', H', W'), refusing sizes the VAE cannot produce."""
-    st, ss = vae_scale[0], vae_scale[1]
-    if frames < 1 or (frames - 1) % st:
-        lo = max((frames - 1) // st * st + 1, 1)
-        raise ValueError(f"frames={frames} is not {st}k+1; nearest valid: {lo}, {lo + st}")
-    for name, n in (("height", height), ("width", width)):
-        if n < ss or n % ss:
-            lo = max(n // ss * ss, ss)
-            raise ValueError(f"{name}={n} is not a positive multiple of {ss}; nearest valid: {lo}, {lo + ss}")
-    return (frames - 1) // st + 1, height // ss, width // ss
-
-
-def round_video_size(frames: int, height: int, width: int, vae_scale=(8, 32, 32)) -> tuple[tuple[int, int, int], list[str]]:
-    """Nearest valid (frames, height, width) and one note per value that changed (for the CLI)."""
-    st, ss = vae_scale[0], vae_scale[1]
-    new_f = max(int(round((frames - 1) / st)) * st + 1, 1)
-    new_h, new_w = (max(int(round(n / ss)) * ss, ss) for n in (height, width))
-    notes = [f"{name} {old} -> {new} ({rule})" for name, old, new, rule in (
-        ("frames", frames, new_f, f"{st}k+1"), ("height", height, new_h, f"multiple of {ss}"),
-        ("width", width, new_w, f"multiple of {ss}")) if old != new]
-    return (new_f, new_h, new_w), notes
+# One rule for the pipeline, the VAE and the CLI (ltx_jax/vae/shapes.py); `latent_grid` is the
+# name the pipeline modules and benches import.
+latent_grid = check_video_size
 
 
 def prompt_list(prompt, name: str = "prompt") -> list[str]:

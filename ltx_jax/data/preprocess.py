@@ -206,7 +206,10 @@ class Encoders:
         self._text = lambda ids, mask: np.asarray(encode_text(t5_state, ids, mask))
 
     def check_bucket(self, f: int, h: int, w: int) -> None:
-        self.vae._check_video_shape((1, f, h, w, 3))
+        try:
+            self.vae.check_video_shape((1, f, h, w, 3))
+        except ValueError as e:
+            raise ValueError(f"--bucket {f}x{h}x{w}: {e}") from None
 
     def text(self, captions: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """[S, D] float32 embedding and [S] int32 mask of the first caption."""

@@ -17,6 +17,7 @@ from ltx_jax.vae.causal_conv3d import ConvCache
 from ltx_jax.vae.config import VAEConfig
 from ltx_jax.vae.decoder import Decoder
 from ltx_jax.vae.encoder import Encoder
+from ltx_jax.vae.shapes import check_video_size, nearest_valid
 from ltx_jax.vae.tiling import DecodeTiling, auto_tiling, needs_tiles, tiled_decode
 
 LOGVAR_RANGE = (-30.0, 20.0)
@@ -49,12 +50,6 @@ class LatentStatistic(nnx.Variable):
     """A per-channel latent statistic read from the checkpoint (not trained)."""
 
 
-def _nearest(n: int, valid) -> str:
-    """The valid sizes just below and above `n` as text."""
-    lo, hi = valid(n, -1), valid(n, +1)
-    return " or ".join(str(v) for v in dict.fromkeys(v for v in (lo, hi) if v is not None))
-
-
 class CausalVideoAutoencoder(nnx.Module):
     """The LTX-Video Video-VAE (all released families, chosen by `VAEConfig`).
 
@@ -83,49 +78,44 @@ class CausalVideoAutoencoder(nnx.Module):
 
     def latent_shape(self, video_shape) -> tuple[int, int, int, int, int]:
         """[B, F, H, W, 3] -> [B, F', H', W', C] (after validating the pixel shape)."""
-        self._check_video_shape(tuple(video_shape))
-        b, f, h, w, _ = video_shape
-        t, s = self.temporal_compression, self.spatial_compression
-        return (b, (f - 1) // t + 1, h // s, w // s, self.cfg.latent_channels)
+        return self.check_video_shape(video_shape)
 
     # ----------------------------------------------------------------------------- validation
 
-    def _check_video_shape(self, shape: tuple[int, ...]) -> None:
+    def check_video_shape(self, shape) -> tuple[int, int, int, int, int]:
+        """Validates a pixel video shape for this VAE; returns its latent shape.
+
+        Args:
+          shape: [B, F, H, W, C], channels-last.
+
+        Returns:
+          [B, F', H', W', latent_channels] (`ltx_jax.vae.shapes.check_video_size` with this
+          configuration's strides).
+
+        Raises:
+          ValueError: wrong rank or channel count, or a size the VAE cannot take (naming the value,
+            the rule and the nearest valid values).
+        """
+        shape = tuple(shape)
         if len(shape) != 5:
             raise ValueError(f"video must be [B, F, H, W, C] (channels-last), got shape {shape}")
-        _, f, h, w, c = shape
-        t, s = self.temporal_compression, self.spatial_compression
+        b, f, h, w, c = shape
         if c != self.cfg.in_channels:
             hint = " (channels-first input? use channels-last)" if shape[1] == self.cfg.in_channels else ""
             raise ValueError(
                 f"video has {c} channels in its last axis, the VAE takes {self.cfg.in_channels}{hint}"
             )
+        t, s = self.temporal_compression, self.spatial_compression
+        return (b, *check_video_size(f, h, w, (t, s, s)), self.cfg.latent_channels)
 
-        def frames(n, d):
-            k = (n - 1) // t + (1 if d > 0 and (n - 1) % t else 0)
-            return 1 + t * k if k >= 0 else None
-
-        if f < 1 or (f - 1) % t:
-            raise ValueError(
-                f"video has {f} frames; the VAE needs 1 + {t}k frames: nearest valid "
-                f"{_nearest(f, frames)}"
-            )
-        for name, n in (("height", h), ("width", w)):
-            if n < s or n % s:
-                def sizes(m, d):
-                    v = (m // s + (1 if d > 0 and m % s else 0)) * s
-                    return v if v > 0 else None
-
-                raise ValueError(
-                    f"video {name} {n} is not a positive multiple of {s}: nearest valid "
-                    f"{_nearest(n, sizes)}"
-                )
-
-    def _check_range(self, video) -> None:
-        # Only concrete inputs can be checked; under jit the caller owns the range.
-        if isinstance(video, jax.core.Tracer):
+    @staticmethod
+    def _check_range(video) -> None:
+        # Host data only: reading a device array's min/max would stall every eager encode on a
+        # device -> host transfer, so jax arrays (and tracers) are trusted to be normalised.
+        if isinstance(video, jax.Array):
             return
-        lo, hi = float(jnp.min(video)), float(jnp.max(video))
+        video = np.asarray(video)
+        lo, hi = float(video.min()), float(video.max())
         if lo < -1.001 or hi > 1.001:
             raise ValueError(
                 f"video values span [{lo:g}, {hi:g}]; pixels must be in [-1, 1] "
@@ -165,7 +155,9 @@ class CausalVideoAutoencoder(nnx.Module):
         """The diagonal-Gaussian posterior.
 
         Args:
-          video: [B, F, H, W, 3] in [-1, 1], F = 1 + 8k, H and W multiples of 32.
+          video: [B, F, H, W, 3] in [-1, 1], F = 1 + 8k, H and W multiples of 32. The range is
+            checked for host data (numpy arrays, lists); a jax array is assumed already
+            normalised, as checking it would cost a device -> host sync on every call.
           chunk_frames: encode at most this many frames per call (1 + 8j; later chunks take 8j),
             carrying each causal conv's context between chunks: the result equals the
             whole-clip encoding while activation memory scales with the chunk. None: one call.
@@ -174,9 +166,9 @@ class CausalVideoAutoencoder(nnx.Module):
           mean [B, F', H', W', C] and log-variance [B, F', H', W', 1] (one value shared by all
           channels, clamped to [-30, 20]).
         """
-        video = jnp.asarray(video)
-        self._check_video_shape(tuple(video.shape))
+        self.check_video_shape(np.shape(video))
         self._check_range(video)
+        video = jnp.asarray(video)
         if chunk_frames is None or chunk_frames >= video.shape[1]:
             m = _run_encoder(self.encoder, video)
         else:
@@ -187,8 +179,7 @@ class CausalVideoAutoencoder(nnx.Module):
     def _encode_chunked(self, video: jax.Array, chunk_frames: int) -> jax.Array:
         t = self.temporal_compression
         if chunk_frames < 1 + t or (chunk_frames - 1) % t:
-            lo = max(1 + t, (chunk_frames - 1) // t * t + 1)
-            near = " or ".join(str(v) for v in dict.fromkeys((lo, lo + t if lo < chunk_frames else lo)))
+            near = " or ".join(map(str, nearest_valid(chunk_frames, 1 + t, t)))
             raise ValueError(f"chunk_frames={chunk_frames} must be 1 + {t}k with k >= 1: nearest valid {near}")
         parts, prev, start = [], None, 0
         while start < video.shape[1]:
@@ -201,7 +192,7 @@ class CausalVideoAutoencoder(nnx.Module):
     def encode(self, video: jax.Array, *, chunk_frames: int | None = None) -> jax.Array:
         """[B, F, H, W, 3] pixels in [-1, 1] -> [B, F', H', W', C] posterior mean (raw space).
 
-        `chunk_frames` as in `encode_moments` (exact time chunking).
+        `chunk_frames` and the range check (host data only) as in `encode_moments`.
         """
         return self.encode_moments(video, chunk_frames=chunk_frames)[0]
 

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from ltx_jax.vae.config import VAEConfig
+from ltx_jax.vae.shapes import nearest_valid
 
 # Peak temporaries ~ ACTIVATION_FACTOR x the largest single decoder activation of one tile (a
 # conv's padded input, its output, the resnet residual: 2.9x measured with `memory_analysis()` on
@@ -59,8 +60,7 @@ class DecodeTiling:
             if v is None:
                 return
             if v < lo or v % unit:
-                down, up = max(lo, v // unit * unit), max(lo, -(-v // unit) * unit)
-                near = " or ".join(str(x) for x in dict.fromkeys((down, up)))
+                near = " or ".join(map(str, nearest_valid(v, lo, unit)))
                 raise ValueError(f"DecodeTiling.{name}={v} must be a multiple of {unit} and >= {lo}: nearest valid {near}")
 
         for name, unit in (("tile_height", spatial), ("tile_width", spatial), ("tile_frames", temporal)):

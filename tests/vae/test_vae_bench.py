@@ -27,6 +27,6 @@ def test_bench_vae_tiled_vs_untiled_writes_json(tmp_path, capsys):
 
 def test_bench_vae_rejects_bad_sizes(capsys):
     assert main(["bench", "vae", "--variant", "tiny-0.9.0", "--frames", "20"]) == 2
-    assert "nearest valid 17 or 25" in capsys.readouterr().err
+    assert "frames=20 is not 8k+1; nearest valid: 17, 25" in capsys.readouterr().err
     assert main(["bench", "vae", "--variant", "nope"]) == 2
     assert "unknown VAE variant 'nope'" in capsys.readouterr().err

@@ -36,17 +36,23 @@ def pair(request, tmp_path_factory):
     return family, ref, load_vae(folder), folder
 
 
+def _matches_diffusers(label: str, ours, theirs, shape: tuple[int, ...]) -> None:
+    """`ours()` (channels-last) has `shape` and is within MODEL_RTOL of `theirs()` (channels-first)."""
+    with torch.no_grad():
+        expected = _cl(theirs())
+    actual = np.asarray(ours())
+    assert actual.shape == shape
+    err = rel_l2(actual, expected)
+    print(f"{label} rel_l2 {err:.2e}")
+    assert err <= MODEL_RTOL
+
+
 def test_encode_matches_diffusers(pair):
     family, ref, vae, _ = pair
     rng = np.random.default_rng(0)
     video = rng.uniform(-1, 1, (2, 17, 64, 96, 3)).astype(np.float32)  # B=2, F=1+2*8
-    with torch.no_grad():
-        expected = _cl(ref.encode(_cf(video)).latent_dist.mode())
-    actual = np.asarray(vae.encode(video))
-    assert actual.shape == (2, 3, 2, 3, 8)
-    err = rel_l2(actual, expected)
-    print(f"{family} encode rel_l2 {err:.2e}")
-    assert err <= MODEL_RTOL
+    _matches_diffusers(f"{family} encode", lambda: vae.encode(video),
+                       lambda: ref.encode(_cf(video)).latent_dist.mode(), (2, 3, 2, 3, 8))
 
 
 def test_encode_logvar_matches_diffusers(pair):
@@ -71,13 +77,9 @@ def test_decode_matches_diffusers(pair, timestep):
         return
     z = np.random.default_rng(2).normal(size=(2, 2, 3, 2, 8)).astype(np.float32)  # odd F', H', W'
     t = np.broadcast_to(np.asarray(timestep, np.float32), (2,)) if tcond else None
-    with torch.no_grad():
-        expected = _cl(ref.decode(_cf(z), None if t is None else torch.from_numpy(t.copy())).sample)
-    actual = np.asarray(vae.decode(z, timestep if tcond else None))
-    assert actual.shape == (2, 9, 96, 64, 3)
-    err = rel_l2(actual, expected)
-    print(f"{family} decode t={timestep} rel_l2 {err:.2e}")
-    assert err <= MODEL_RTOL
+    _matches_diffusers(f"{family} decode t={timestep}", lambda: vae.decode(z, timestep if tcond else None),
+                       lambda: ref.decode(_cf(z), None if t is None else torch.from_numpy(t.copy())).sample,
+                       (2, 9, 96, 64, 3))
 
 
 def test_decode_without_noise_scales_ignores_rng(pair):
