@@ -12,10 +12,12 @@ sharded on `batch` over (`data`, `fsdp`) and never gathered (house_style.md 9.5)
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import difflib
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -225,25 +227,43 @@ def constrain(x: jax.Array, axes: Sequence[str | None], preset: str | Preset | N
     """`with_sharding_constraint` by logical names, at agreed block boundaries only.
 
     Without an explicit `mesh`, uses the ambient one (`jax.set_mesh`); with no mesh at all (single
-    device code paths) it returns `x` unchanged. The preset defaults to the ambient one set by
-    `use_preset`.
+    device code paths) it returns `x` unchanged. The preset defaults to the ambient one
+    (`current_preset`, set by `with use_preset(name):`), read when the caller is traced.
     """
     mesh = mesh if mesh is not None else _ambient_mesh()
     if mesh is None or mesh.size == 1:
         return x
-    preset = preset if preset is not None else _CURRENT_PRESET[0]
+    preset = preset if preset is not None else _PRESET.get()
     if x.ndim != len(axes):
         raise ValueError(f"constrain: array of shape {tuple(x.shape)} got {len(axes)} axis names {tuple(axes)}")
     return jax.lax.with_sharding_constraint(x, activation_sharding(mesh, preset, axes, x.shape))
 
 
-_CURRENT_PRESET: list[str | Preset] = ["fsdp"]
+# The preset `constrain` uses when given none; scoped by `use_preset` (per thread and task).
+_PRESET: contextvars.ContextVar[str | Preset] = contextvars.ContextVar("ltx_jax_preset", default="fsdp")
 
 
-def use_preset(preset: str) -> None:
-    """Sets the preset `constrain` uses by default (train.py calls it once at startup)."""
-    get_preset(preset)
-    _CURRENT_PRESET[0] = preset
+def current_preset() -> str | Preset:
+    """The ambient preset: the innermost `use_preset` block's, else "fsdp"."""
+    return _PRESET.get()
+
+
+@contextlib.contextmanager
+def use_preset(preset: str | Preset) -> Iterator[None]:
+    """`with use_preset("fsdp_tp"):` makes `preset` the default of `constrain` inside the block.
+
+    Like flax's logical-axis-rules context: `constrain` reads it while a function is traced, so the
+    block must enclose the first call of a `jax.jit` function (or its `.lower()`), and a function
+    already traced keeps the preset it was traced under (jit's cache does not see this context).
+    The previous preset is restored on exit, also when the block raises.
+    """
+    if not isinstance(preset, Preset):
+        get_preset(preset)  # an unknown name fails here, naming the closest ones
+    token = _PRESET.set(preset)
+    try:
+        yield
+    finally:
+        _PRESET.reset(token)
 
 
 def _ambient_mesh() -> Mesh | None:
