@@ -95,8 +95,7 @@ def train(cfg: RunConfig) -> int:
     ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), cfg.checkpoint)
     target = abstract_with_shardings(abstract, state_sh)
     data_state = None
-    # The preset scope must enclose the jit calls: the model's `constrain`s read it while tracing.
-    with jax.set_mesh(mesh), shd.use_preset(cfg.mesh.preset):
+    with jax.set_mesh(mesh):
         if ckpt.latest_step() is not None:
             state, data_state, _ = ckpt.restore(target)
             log(f"resumed from {ckpt.directory} step {ckpt.latest_step()}")
@@ -136,7 +135,7 @@ def train(cfg: RunConfig) -> int:
             step_fn, batch_sh = compiled[key]
             batch = {k: jax.make_array_from_process_local_data(batch_sh[k], np.asarray(v), shapes[k])
                      for k, v in local.items()}
-            with jax.set_mesh(mesh), shd.use_preset(cfg.mesh.preset):  # traced on first call
+            with jax.set_mesh(mesh):
                 state, metrics = step_fn(state, batch)
             if pending is not None:
                 _check_skips(pending, step - 1, max_skips)

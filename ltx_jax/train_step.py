@@ -135,7 +135,9 @@ class Trainer:
             text = jnp.where(drop[:, None, None], null_text[None].astype(text.dtype), text)
             mask = jnp.where(drop[:, None], null_mask[None].astype(mask.dtype), mask)
         model = nnx.merge(self.graphdef, params)
-        pred = model(x_t, t_model, text, mask, frame_rate=cfg.data.frame_rate)
+        # The model's own activation constraints follow the run's preset whoever traces this.
+        with shd.use_preset(cfg.mesh.preset):
+            pred = model(x_t, t_model, text, mask, frame_rate=cfg.data.frame_rate)
         pred = shd.constrain(pred, BATCH_AXES["latents"], cfg.mesh.preset)
         return flow_loss(pred, velocity_target(latents, noise), loss_mask)
 

@@ -127,3 +127,17 @@ def test_mesh_sizes_and_presets_are_validated():
     # other than the batch, so activations are never gathered.
     assert shd.activation_sharding(mesh, "fsdp", ("batch", "length", "embed"), (8, 16, 32)).spec == \
         P(("data", "fsdp"), None, None)
+
+
+def test_model_constraints_follow_the_run_preset_whoever_traces():
+    # No `use_preset` block around the lowering (as in `bench train`): the step itself enters the
+    # run's preset, so the DiT's token activations are split on `seq` under fsdp_seq.
+    _, mesh, step_fn, state_sh, batch_sh, _, _, abstract = _setup(["mesh.fsdp=4", "mesh.seq=2", "mesh.preset=fsdp_seq"])
+    batch = {k: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=batch_sh[k]) for k, s in
+             jax.eval_shape(lambda: {k: v for k, v in build_steps(load_config(SMOKE, FAST))[0][0].items()}).items()}
+    state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sh)
+    with jax.set_mesh(mesh):
+        text = step_fn.lower(state, batch).as_text()
+    # The 4 of the batch's own constraints (explicit preset) plus the DiT's (10 in all; 4 if the
+    # model fell back to the default fsdp preset).
+    assert text.count('{"seq"}') >= 8, text.count('{"seq"}')
