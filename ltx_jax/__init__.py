@@ -6,7 +6,7 @@ Dimension letters used in every einsum and shape comment:
 Video arrays are channels-last: pixels [B, F, H, W, 3], latents [B, F', H', W', C].
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "Transformer3D": ("ltx_jax.dit.transformer", "Transformer3D"),
