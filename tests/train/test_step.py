@@ -83,6 +83,21 @@ def test_sharded_step_equals_single_device(preset, reference):
     assert mu.sharding.spec == want  # optimizer moments follow their parameter
 
 
+@pytest.mark.parametrize("impl", ["ring", "ulysses"])
+def test_sequence_parallel_attention_step_equals_single_device(impl, reference):
+    # The DiT's self-attention split over `seq` (ring: hand-written backward; Ulysses: all-to-all)
+    # with heads on `tensor`, inside the whole jitted step: the same losses and updates.
+    init, batches, ref_state, ref_losses = reference
+    overrides = MESHES["fsdp_seq_tp"] + ["mesh.preset=fsdp_seq_tp", f"model.attention_impl={impl}",
+                                         "model.attention_inner_impl=xla"]
+    _, mesh, step_fn, state_sh, batch_sh, *_ = _setup(overrides)
+    state, losses = _steps(step_fn, mesh, jax.device_put(init, state_sh), batch_sh, batches)
+    np.testing.assert_allclose(losses, ref_losses, rtol=2e-5)
+    for key in ("params", "opt_state"):  # tolerances as in the preset test above
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6),
+                     jax.device_get(state[key]), ref_state[key])
+
+
 def test_nonfinite_gradient_skips_update_and_counts(reference):
     init, batches, *_ = reference
     _, mesh, step_fn, state_sh, sh, *_ = _setup(["mesh.fsdp=8"])  # the fsdp test's compiled step
