@@ -83,10 +83,11 @@ def test_sharded_step_equals_single_device(preset, reference):
     assert mu.sharding.spec == want  # optimizer moments follow their parameter
 
 
-@pytest.mark.parametrize("impl", ["ring", "ulysses"])
+@pytest.mark.parametrize("impl", ["ring", "ulysses", "pallas"])
 def test_sequence_parallel_attention_step_equals_single_device(impl, reference):
-    # The DiT's self-attention split over `seq` (ring: hand-written backward; Ulysses: all-to-all)
-    # with heads on `tensor`, inside the whole jitted step: the same losses and updates.
+    # The DiT's self-attention split over `seq` (ring: hand-written backward; Ulysses: all-to-all;
+    # our Pallas kernel per shard, interpret mode: queries on `seq`, keys gathered) with heads on
+    # `tensor`, inside the whole jitted step: the same losses and updates.
     init, batches, ref_state, ref_losses = reference
     overrides = MESHES["fsdp_seq_tp"] + ["mesh.preset=fsdp_seq_tp", f"model.attention_impl={impl}",
                                          "model.attention_inner_impl=xla"]
