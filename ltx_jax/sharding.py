@@ -222,6 +222,49 @@ def activation_sharding(mesh: Mesh, preset: str | Preset, axes: Sequence[str | N
     return NamedSharding(mesh, logical_to_spec(axes, preset.acts, dict(mesh.shape), shape))
 
 
+def axis_size(mesh, name: str) -> int:
+    """Size of a mesh axis still to be partitioned: 1 if absent, or already manual (inside a
+    shard_map over it)."""
+    if mesh is None or getattr(mesh, "empty", False) or name not in mesh.axis_names:
+        return 1
+    if name in getattr(mesh, "manual_axes", ()):
+        return 1
+    return dict(mesh.shape)[name]
+
+
+def divisible_axes(mesh, names: Sequence[str], size: int) -> tuple[str, ...] | None:
+    """The mesh axes of `names` (in order, size > 1) whose running product divides `size`, or None."""
+    used, prod = [], 1
+    for name in names:
+        n = axis_size(mesh, name)
+        if n > 1 and size % (prod * n) == 0:
+            used.append(name)
+            prod *= n
+    return tuple(used) or None
+
+
+def video_spec(mesh, shape: Sequence[int]) -> P:
+    """PartitionSpec of a channels-last video or latent array [B, F, H, W, C] for the VAE.
+
+    The batch takes the data-parallel axes that divide it; the height takes every other mesh axis
+    (in mesh order) that divides it, so a batch too small for the mesh is split spatially instead.
+    XLA partitions the VAE's convolutions along H with halo exchanges (no gathers), so per-device
+    activation memory falls with the number of devices the height is split over.
+    """
+    batch = divisible_axes(mesh, MESH_AXES[:2], shape[0])
+    rest = [a for a in MESH_AXES if a not in (batch or ())]
+    height = divisible_axes(mesh, rest, shape[2])
+    return P(batch, None, height)
+
+
+def constrain_video(x: jax.Array) -> jax.Array:
+    """`x` [B, F, H, W, C] placed by `video_spec` on the ambient mesh; unchanged without one."""
+    mesh = _ambient_mesh()
+    if mesh is None or mesh.size == 1:
+        return x
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, video_spec(mesh, x.shape)))
+
+
 def constrain(x: jax.Array, axes: Sequence[str | None], preset: str | Preset | None = None,
               mesh: Mesh | None = None) -> jax.Array:
     """`with_sharding_constraint` by logical names, at agreed block boundaries only.

@@ -4,6 +4,10 @@ LTX-Video (arXiv 2501.00103, section 2); the public contract is api.md "CausalVi
 Pixels are channels-last `[B, F, H, W, 3]` in [-1, 1]; latents `[B, F', H', W', C]` with
 F' = (F - 1) / t + 1, H' = H / s, W' = W / s, where t and s are the compression factors of the
 configuration's actual strides (8 and 32 for every release).
+
+Under a mesh (`jax.set_mesh`) encode and decode place their input by `sharding.video_spec`: the
+batch on the data-parallel axes, the height on the remaining ones, so a single video is decoded
+spatially split over the devices (XLA exchanges conv halos; nothing is gathered).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ltx_jax.sharding import constrain_video
 from ltx_jax.vae.causal_conv3d import ConvCache
 from ltx_jax.vae.config import VAEConfig
 from ltx_jax.vae.decoder import Decoder
@@ -168,7 +173,7 @@ class CausalVideoAutoencoder(nnx.Module):
         """
         self.check_video_shape(np.shape(video))
         self._check_range(video)
-        video = jnp.asarray(video)
+        video = constrain_video(jnp.asarray(video))
         if chunk_frames is None or chunk_frames >= video.shape[1]:
             m = _run_encoder(self.encoder, video)
         else:
@@ -215,6 +220,7 @@ class CausalVideoAutoencoder(nnx.Module):
         """
         z = jnp.asarray(latents)
         self._check_latents(z)
+        z = constrain_video(z)
         t = self._timestep(timestep, z.shape[0])
         if memory_budget is not None:
             if tiling is not None:

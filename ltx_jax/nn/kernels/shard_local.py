@@ -21,29 +21,11 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
-from ltx_jax.sharding import MESH_AXES
+from ltx_jax.sharding import MESH_AXES, axis_size, divisible_axes
 
 SEQ_AXIS = MESH_AXES[2]  # "seq"
 BATCH_AXES = MESH_AXES[:2]  # ("data", "fsdp")
 HEAD_AXIS = MESH_AXES[3]  # "tensor"
-
-
-def axis_size(mesh, name: str) -> int:
-    """Size of a mesh axis that is still to be partitioned (1 if absent or already manual)."""
-    if mesh is None or mesh.empty or name not in mesh.axis_names or name in mesh.manual_axes:
-        return 1
-    return dict(mesh.shape)[name]
-
-
-def divisible_axes(mesh, names, size: int):
-    """The mesh axes of `names` (in order, size > 1) whose running product divides `size`, or None."""
-    used, prod = [], 1
-    for name in names:
-        n = axis_size(mesh, name)
-        if n > 1 and size % (prod * n) == 0:
-            used.append(name)
-            prod *= n
-    return tuple(used) or None
 
 
 def head_axis(mesh, heads: int):
