@@ -98,9 +98,9 @@ def attention(
         return _cudnn(q, k, v, keep)
     if impl in PALLAS_IMPLS:
         # Imported here: the kernel modules pull in Pallas, which plain CPU users never need.
-        from ltx_jax.nn.kernels.shard_local import per_shard
+        from ltx_jax.nn.kernels.shard_local import shard_attention
 
-        return per_shard(_pallas if impl == "pallas" else _splash, q, k, v, keep)
+        return shard_attention(_pallas if impl == "pallas" else _splash, q, k, v, keep)
     from ltx_jax.nn.kernels.seq_parallel import seq_parallel_attention
 
     return seq_parallel_attention(q, k, v, keep, mode=impl, inner_impl=inner_impl, attention_fn=attention)

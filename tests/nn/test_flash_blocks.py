@@ -91,3 +91,12 @@ def test_deterministic_xla_flag_selects_the_split_backward(monkeypatch):
     assert default_block_sizes(128, A100).bwd == "split"
     monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_deterministic_ops=false")
     assert default_block_sizes(64, H100).bwd == "fused"
+
+
+def test_bench_attention_cli_errors(capsys):
+    from ltx_jax import cli
+
+    for argv, message in ((["--shapes", "6144"], "'6144' must be BxLxNxK with four positive integers"),
+                          (["--shapes", "1x32x1x16", "--record", "x.json"], "only applies with --autotune")):
+        assert cli.main(["bench", "attention", *argv]) == 2
+        assert message in capsys.readouterr().err

@@ -307,12 +307,22 @@ def add_bench_arguments(p) -> None:
 
 
 def run_bench(args) -> dict[str, Any]:
-    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    shapes = [_shape(s) for s in args.shapes.split(",")]
+    if args.record and not args.autotune:
+        raise ValueError(f"--record {args.record} only applies with --autotune (the benchmark records nothing)")
     if args.autotune:
         return run_autotune(shapes, args.dtype, args.iters, args.budget_s, args.record or os.environ.get(RECORD_ENV))
     impls = tuple(args.impls.split(",")) if args.impls else None
     return bench_attention(shapes, impls, dtype=args.dtype, modes=tuple(args.modes.split(",")),
                            iters=args.iters, baseline=args.baseline)
+
+
+def _shape(text: str) -> tuple[int, int, int, int]:
+    """'2x6144x32x64' -> (B, L, N, K), or an error naming the value and the format."""
+    parts = text.strip().split("x")
+    if len(parts) != 4 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"--shapes entry {text!r} must be BxLxNxK with four positive integers, e.g. 2x6144x32x64")
+    return tuple(int(p) for p in parts)
 
 
 def run_autotune(shapes, dtype="bfloat16", iters=10, budget_s=240.0, record=None, **candidates) -> dict[str, Any]:

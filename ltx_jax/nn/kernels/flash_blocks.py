@@ -11,6 +11,7 @@ The record also holds the tuned kernel's and cuDNN's measured times, from which
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from pathlib import Path
@@ -86,8 +87,9 @@ def _record_key(device: Any, head_dim: int) -> str:
     return f"{generation(device)}:{64 if head_dim <= 64 else 128}"
 
 
-def load_record(path: str | os.PathLike) -> dict[str, Any]:
-    """The autotune record at `path`: {"gen:head_dim": {"blocks": {...}, ...}}; {} if absent."""
+def load_record(path: str | os.PathLike, source: str = "") -> dict[str, Any]:
+    """The autotune record at `path`: {"gen:head_dim": {"blocks": {...}, ...}}; {} if absent.
+    `source` says where the path came from, for the error message."""
     path = Path(path)
     if not path.exists():
         return {}
@@ -96,8 +98,14 @@ def load_record(path: str | os.PathLike) -> dict[str, Any]:
         for key, entry in record.items():
             BlockSizes(**entry["blocks"])  # every entry must describe valid blocks
     except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path} (from ${RECORD_ENV}) is not a flash-attention block record: {e}") from e
+        raise ValueError(f"{path}{source} is not a flash-attention block record: {e}") from e
     return record
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_record(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    # Keyed on the file's mtime and size: read once per version, not at every traced attention.
+    return load_record(path, f" (from ${RECORD_ENV})")
 
 
 def record_blocks(path: str | os.PathLike, blocks: BlockSizes, head_dim: int, device: Any = None,
@@ -118,9 +126,14 @@ def record_blocks(path: str | os.PathLike, blocks: BlockSizes, head_dim: int, de
 
 def _recorded(head_dim: int, device: Any) -> dict[str, Any] | None:
     """This generation's record entry for `head_dim`, if $LTX_JAX_FLASH_BLOCKS names a record."""
-    if not os.environ.get(RECORD_ENV):
+    path = os.environ.get(RECORD_ENV)
+    if not path:
         return None
-    return load_record(os.environ[RECORD_ENV]).get(_record_key(device, head_dim))
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return _cached_record(path, stat.st_mtime_ns, stat.st_size).get(_record_key(device, head_dim))
 
 
 def measured_fastest(head_dim: int, device: Any = None) -> str | None:

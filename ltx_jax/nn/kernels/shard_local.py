@@ -2,7 +2,7 @@
 
 A Pallas kernel (our Triton flash kernel, TPU splash) is an opaque custom call to XLA's SPMD
 partitioner, which would all-gather sharded inputs and run the whole attention on every device.
-`per_shard` instead calls the kernel inside `jax.shard_map` on the mesh set with `jax.set_mesh`:
+`shard_attention` instead calls the kernel inside `jax.shard_map` on the mesh set with `jax.set_mesh`:
 the batch on ("data", "fsdp") and the heads on "tensor" wherever those axes divide the array, and
 the queries split along the `seq` axis (zero-padded to a multiple of its size) against the whole
 key/value sequence, which each device gathers. Attention is independent per batch row, head and
@@ -41,23 +41,12 @@ def pad_len(x, length: int):
     return jnp.pad(x, ((0, 0), (0, length - x.shape[1])) + ((0, 0),) * (x.ndim - 2))
 
 
-def per_shard(fn: Callable, q, k, v, keep):
-    """fn(q, k, v, keep) -> [B, Lq, N, K], run per shard of the ambient mesh (module docstring).
-
-    Args:
-      fn: a single-device attention of [B, Lq, N, K] queries, [B, Lk, N, K] keys and values and
-        a [B, Lk] bool key mask or None.
-      q, k, v, keep: the global arrays.
-    """
-    mesh = jax.sharding.get_abstract_mesh()
-    b, _, n, _ = q.shape
-    if divisible_axes(mesh, BATCH_AXES, b) is None and head_axis(mesh, n) is None and axis_size(mesh, SEQ_AXIS) == 1:
-        return fn(q, k, v, keep)
-    return shard_attention(fn, q, k, v, keep)
-
-
 def shard_attention(body: Callable, q, k, v, keep, *, kv_on_seq: bool = False, mask_on_seq: bool = False):
-    """body(q, k, v, keep) under `jax.shard_map` on the ambient mesh, out [B, Lq, N, K].
+    """body(q, k, v, keep) under `jax.shard_map` on the ambient mesh, out [B, Lq, N, K]; called
+    directly when no mesh axis applies.
+
+    `body` is a single-device attention of [B, Lq, N, K] queries, [B, Lk, N, K] keys and values
+    and a [B, Lk] bool key mask or None.
 
     The batch goes on ("data", "fsdp") and the heads on "tensor" where they divide; the queries
     on `seq`, zero-padded to a multiple of its size and cut back afterwards. Keys and values are
@@ -68,6 +57,8 @@ def shard_attention(body: Callable, q, k, v, keep, *, kv_on_seq: bool = False, m
     mesh = jax.sharding.get_abstract_mesh()
     b, lq, n, _ = q.shape
     batch, heads, s = divisible_axes(mesh, BATCH_AXES, b), head_axis(mesh, n), axis_size(mesh, SEQ_AXIS)
+    if batch is None and heads is None and s == 1:
+        return body(q, k, v, keep)
     seq = SEQ_AXIS if s > 1 else None
     lq_pad = -(-lq // s) * s
     q = pad_len(q, lq_pad)
